@@ -1,0 +1,1 @@
+"""BigGAN generator port (BigGAN-PyTorch layout), weight loading and latent shifting."""

@@ -1,0 +1,80 @@
+"""Generator configs, the unconditional wrapper with latent shifting, and weight loading.
+
+This is the only module that reads generator weight files.
+"""
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from BigGAN.model.BigGAN import Generator
+from utils.device import resolve_device
+from utils.weights import load_state_dict_strictly, read_state_dict
+
+DOWNLOAD_HINT = "run download_all.sh to fetch BigBiGAN_x1.pth, or pass the path with --gan_weights"
+# Singular-value logs: written during training only, absent from converted TF-Hub checkpoints.
+SV_LOG_KEYS = r"(.*\.)?sv\d+"
+
+
+def make_biggan_config(resolution: int = 128) -> dict:
+    """The BigBiGAN generator configuration (BigGAN-PyTorch names) at 128, 256 or 512 pixels."""
+    if resolution not in (128, 256, 512):
+        raise ValueError(f"no BigBiGAN config for resolution {resolution}: use 128, 256 or 512")
+    return {
+        "G_ch": 96,
+        "dim_z": 120,
+        "bottom_width": 4,
+        "resolution": resolution,
+        "G_attn": "64",
+        "n_classes": 1000,
+        "G_shared": True,
+        "shared_dim": 128,
+        "hier": True,
+        "BN_eps": 1e-4,
+        "SN_eps": 1e-4,
+        "num_G_SVs": 1,
+        "num_G_SV_itrs": 1,
+        "G_activation": "relu",
+        "norm_style": "bn",
+    }
+
+
+class UnconditionalBigGAN(nn.Module):
+    """A class-conditional BigGAN used unconditionally: every sample gets class 0."""
+
+    def __init__(self, big_gan: Generator):
+        super().__init__()
+        self.big_gan = big_gan
+        self.dim_z = big_gan.dim_z
+        self.dim_shift = big_gan.dim_z
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        classes = torch.zeros(z.shape[0], dtype=torch.long, device=z.device)
+        return self.big_gan(z, self.big_gan.shared(classes))
+
+    def gen_shifted(self, z: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """Images of the latents moved by `shift` ([dim_z] or [B, dim_z])."""
+        return self.forward(z + shift)
+
+
+def load_generator_weights(generator: Generator, weights_path: str | Path) -> None:
+    """Fill a bare `Generator` from a BigGAN-PyTorch state dict, strictly (see utils.weights)."""
+    state = read_state_dict(weights_path, DOWNLOAD_HINT)
+    load_state_dict_strictly(generator, state, str(weights_path), tolerated_missing=SV_LOG_KEYS)
+
+
+def make_big_gan(
+    weights_path: str | Path,
+    resolution: int = 128,
+    device: str | torch.device | None = None,
+    config: dict | None = None,
+) -> UnconditionalBigGAN:
+    """The generator of `weights_path` in eval mode on `device` (None: CUDA if available).
+
+    `config` overrides entries of `make_biggan_config(resolution)`, for other generators of the
+    same class (narrow test generators, the demo generator).
+    """
+    generator = Generator(**{**make_biggan_config(resolution), **(config or {})})
+    load_generator_weights(generator, weights_path)
+    return UnconditionalBigGAN(generator).to(resolve_device(device)).eval()

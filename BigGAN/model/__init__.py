@@ -1,0 +1,1 @@
+"""The BigGAN generator and its layers, in the BigGAN-PyTorch state-dict layout."""

@@ -1,0 +1,100 @@
+"""Strict weight loading: a checkpoint loads completely or fails with a useful message."""
+
+import pickle
+
+import pytest
+import torch
+
+from BigGAN.gan_load import UnconditionalBigGAN, make_big_gan, make_biggan_config
+from BigGAN.model.BigGAN import Generator
+from tests.weight_fill import fill_module
+from UNet.unet_load import load_unet
+from UNet.unet_model import UNet
+from utils.weights import WeightsError
+
+TINY = {"G_ch": 8, "G_attn": "64"}
+
+
+def tiny_generator_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    return fill_module(Generator(**{**make_biggan_config(128), **TINY}), seed).state_dict()
+
+
+def test_round_trip_gives_identical_images(tmp_path):
+    state = tiny_generator_state()
+    torch.save(state, tmp_path / "g.pth")
+    loaded = make_big_gan(tmp_path / "g.pth", config=TINY, device="cpu")
+    reference = UnconditionalBigGAN(fill_module(Generator(**{**make_biggan_config(128), **TINY}))).eval()
+    z = torch.randn(2, 120)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(z), reference(z), atol=0, rtol=0)
+    assert not loaded.training
+    assert loaded.dim_z == loaded.dim_shift == 120
+    assert next(loaded.parameters()).device.type == "cpu"
+
+
+def test_default_device_is_chosen_at_run_time(tmp_path):
+    torch.save(tiny_generator_state(), tmp_path / "g.pth")
+    loaded = make_big_gan(tmp_path / "g.pth", config=TINY)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert next(loaded.parameters()).device.type == expected
+
+
+def test_missing_sv_logs_are_tolerated_and_converted_gamma_shape_accepted(tmp_path):
+    state = {k: v for k, v in tiny_generator_state().items() if not k.endswith(".sv0")}
+    state["blocks.3.1.gamma"] = torch.tensor([0.25])
+    torch.save(state, tmp_path / "converted.pth")
+    loaded = make_big_gan(tmp_path / "converted.pth", config=TINY, device="cpu")
+    assert loaded.big_gan.blocks[3][1].gamma.item() == 0.25
+    assert loaded.big_gan.linear.sv0.item() == 1.0
+
+
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (lambda s: s.pop("linear.weight"), r"missing \(1\): linear.weight"),
+        (lambda s: s.pop("blocks.0.0.bn1.stored_mean"), r"missing \(1\): blocks.0.0.bn1.stored_mean"),
+        (lambda s: s.__setitem__("extra.weight", torch.zeros(1)), r"unexpected \(1\): extra.weight"),
+        (
+            lambda s: s.__setitem__("linear.bias", torch.zeros(7)),
+            r"wrong shape \(1\): linear.bias: file \[7\]",
+        ),
+    ],
+)
+def test_generator_layout_mismatch_is_listed(tmp_path, corrupt, message):
+    state = tiny_generator_state()
+    corrupt(state)
+    torch.save(state, tmp_path / "bad.pth")
+    with pytest.raises(WeightsError, match=message):
+        make_big_gan(tmp_path / "bad.pth", config=TINY, device="cpu")
+
+
+def test_missing_generator_file_says_how_to_get_it(tmp_path):
+    with pytest.raises(WeightsError, match="download_all.sh.*--gan_weights"):
+        make_big_gan(tmp_path / "BigBiGAN_x1.pth", device="cpu")
+
+
+class NotATensor:
+    pass
+
+
+def test_pickle_refused_by_weights_only_is_an_error(tmp_path):
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"linear.weight": NotATensor()}, f)
+    with pytest.raises(WeightsError, match="not a readable weights-only checkpoint"):
+        make_big_gan(path, config=TINY, device="cpu")
+
+
+def test_unet_loading_is_strict(tmp_path):
+    state = fill_module(UNet(base_width=4)).state_dict()
+    torch.save(state, tmp_path / "unet.pth")
+    model = load_unet(tmp_path / "unet.pth", device="cpu", base_width=4)
+    torch.testing.assert_close(model.state_dict()["outc.conv.weight"], state["outc.conv.weight"])
+    with pytest.raises(WeightsError, match="wrong shape"):
+        load_unet(tmp_path / "unet.pth", device="cpu", base_width=8)
+    del state["outc.conv.bias"]
+    torch.save(state, tmp_path / "unet_missing.pth")
+    with pytest.raises(WeightsError, match=r"missing \(1\): outc.conv.bias"):
+        load_unet(tmp_path / "unet_missing.pth", device="cpu", base_width=4)
+    with pytest.raises(WeightsError, match="download_all.sh"):
+        load_unet(tmp_path / "absent.pth", device="cpu")

@@ -1,0 +1,1 @@
+"""Helpers shared by the scripts: devices, strict weight loading, run bookkeeping."""
