@@ -1,0 +1,229 @@
+"""Synthetic image/mask pairs from a generator and a background-darkening latent direction.
+
+A sample is `G(z)`; its mask marks the pixels that get brighter when the latent moves along the
+direction (`LIGHTING`), or that are brighter than average in the shifted image (`MEAN_THR`).
+Masks are cleaned up, then samples with too large masks or single-mode histograms are dropped
+and the batch is refilled. Pure tensor code: no file I/O, no training.
+"""
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from enum import Enum
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ImagePair = tuple[torch.Tensor, torch.Tensor]
+
+
+class MaskSynthesizing(Enum):
+    LIGHTING = 0
+    MEAN_THR = 1
+
+
+def rgb2gray(img: torch.Tensor) -> torch.Tensor:
+    """Luma of an RGB batch [B, 3, H, W] -> [B, H, W] (ITU-R 601 weights, as in the original)."""
+    return 0.2989 * img[:, 0] + 0.5870 * img[:, 1] + 0.1140 * img[:, 2]
+
+
+def pair_to_mask(img: torch.Tensor, img_shifted: torch.Tensor) -> torch.Tensor:
+    """Foreground (1) where the shifted image is strictly brighter than the original; long [B, H, W]."""
+    return (rgb2gray(img_shifted) > rgb2gray(img)).long()
+
+
+def mean_thr_mask(img_shifted: torch.Tensor) -> torch.Tensor:
+    """Foreground (1) where the shifted image is strictly brighter than its own mean; long [B, H, W]."""
+    gray = rgb2gray(img_shifted)
+    return (gray > gray.mean(dim=(1, 2), keepdim=True)).long()
+
+
+def maxes_filter(images: torch.Tensor, bins: int = 12, width: int = 3) -> torch.Tensor:
+    """True for images whose smoothed value histogram has at least two local maxima.
+
+    The histogram counts all channels' values in [-1, 1] (`torch.histc` bins) and is smoothed by a
+    box filter with zero padding. A bin is a maximum when it is >= both neighbours (an end bin
+    against its one neighbour), so plateaus count several times, as in the original.
+    A single-mode histogram means a flat image that the shift did not split into two regions.
+    """
+    hists = torch.stack([torch.histc(image.float(), bins, -1, 1) for image in images])
+    box = torch.ones(1, 1, width, device=images.device, dtype=hists.dtype)
+    smooth = F.conv1d(hists[:, None], box, padding=width // 2)[:, 0].cpu().numpy()
+    ones = np.ones((len(smooth), 1), dtype=bool)
+    not_below_left = np.concatenate([ones, smooth[:, 1:] >= smooth[:, :-1]], axis=1)
+    not_below_right = np.concatenate([smooth[:, :-1] >= smooth[:, 1:], ones], axis=1)
+    maxima = (not_below_left & not_below_right).sum(axis=1)
+    return torch.from_numpy(maxima >= 2)
+
+
+def area_filter(masks: torch.Tensor, mask_size_up: float) -> torch.Tensor:
+    """True for masks whose foreground fraction is strictly below `mask_size_up` (all when >= 1)."""
+    if mask_size_up >= 1.0:
+        return torch.ones(len(masks), dtype=torch.bool, device=masks.device)
+    return masks.flatten(1).float().mean(dim=1) < mask_size_up
+
+
+class MaskGenerationError(RuntimeError):
+    """The filters rejected every sample for `max_retries` generator calls."""
+
+
+class MaskGenerator(nn.Module):
+    """Batches of (image in [-1, 1], long mask) pairs synthesised from `G` and `bg_direction`.
+
+    `params` needs `batch_size`, `latent_shift_r`, `synthezing`, `mask_size_up` and `maxes_filter`
+    (the training parameters). Latents are N(0, I), or rows of the embeddings matrix `zs` plus
+    `z_noise` Gaussian noise. `mask_preprocessing` functions map an image batch to an image batch
+    and are applied to both images before the mask is computed; `mask_postprocessing` functions
+    map `(img, mask)` to a mask. `rng` makes the latents reproducible.
+    """
+
+    def __init__(
+        self,
+        G: nn.Module,
+        bg_direction: torch.Tensor,
+        params,
+        mask_preprocessing: Sequence[Callable[[torch.Tensor], torch.Tensor]] = (),
+        mask_postprocessing: Sequence[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = (),
+        zs: torch.Tensor | None = None,
+        z_noise: float = 0.0,
+        rng: torch.Generator | None = None,
+    ):
+        super().__init__()
+        self.G = G
+        self.register_buffer("bg_direction", bg_direction.detach().reshape(-1).float().clone())
+        self.p = params
+        self.mask_preprocessing = tuple(mask_preprocessing)
+        self.mask_postprocessing = tuple(mask_postprocessing)
+        self.register_buffer("zs", None if zs is None else zs.float())
+        self.z_noise = z_noise
+        self.rng = rng
+
+    @property
+    def device(self) -> torch.device:
+        return self.bg_direction.device
+
+    @torch.no_grad()
+    def make_noise(self, batch_size: int) -> torch.Tensor:
+        # Drawn on the CPU so that one seeded generator gives the same latents on every device.
+        if self.zs is None:
+            z = torch.randn(batch_size, self.G.dim_z, generator=self.rng)
+        else:
+            rows = torch.randint(0, len(self.zs), (batch_size,), generator=self.rng)
+            z = self.zs[rows.to(self.zs.device)].cpu()
+            if self.z_noise > 0:
+                z = z + self.z_noise * torch.randn(z.shape, generator=self.rng)
+        return z.to(self.device)
+
+    @torch.no_grad()
+    def gen_samples(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Images, shifted images and post-processed masks for the latents `z`, unfiltered."""
+        img = self.G(z)
+        img_shifted = self.G.gen_shifted(z, self.p.latent_shift_r * self.bg_direction)
+        img_for_mask, shifted_for_mask = img, img_shifted
+        for preprocess in self.mask_preprocessing:
+            img_for_mask, shifted_for_mask = preprocess(img_for_mask), preprocess(shifted_for_mask)
+        if self.p.synthezing == MaskSynthesizing.LIGHTING:
+            mask = pair_to_mask(img_for_mask, shifted_for_mask)
+        elif self.p.synthezing == MaskSynthesizing.MEAN_THR:
+            mask = mean_thr_mask(shifted_for_mask)
+        else:
+            raise ValueError(f"unknown mask synthesizing {self.p.synthezing!r}")
+        for postprocess in self.mask_postprocessing:
+            mask = postprocess(img, mask)
+        return img, img_shifted, mask
+
+    @torch.no_grad()
+    def forward(self, max_retries: int = 100, z: torch.Tensor | None = None) -> ImagePair:
+        """Exactly `batch_size` filtered pairs; `z` is used for the first generator call only."""
+        batch_size = self.p.batch_size
+        images, masks = [], []
+        kept = 0
+        rejected = {"area": 0, "maxes": 0}
+        for attempt in range(max_retries):
+            latents = z if z is not None and attempt == 0 else self.make_noise(batch_size)
+            img, img_shifted, mask = self.gen_samples(latents)
+            by_area = area_filter(mask, self.p.mask_size_up)
+            keep = by_area
+            if self.p.maxes_filter:
+                keep = keep & maxes_filter(img_shifted).to(keep.device)
+            rejected["area"] += int((~by_area).sum())
+            rejected["maxes"] += int((by_area & ~keep).sum())
+            images.append(img[keep])
+            masks.append(mask[keep])
+            kept += int(keep.sum())
+            if kept >= batch_size:
+                return torch.cat(images)[:batch_size], torch.cat(masks)[:batch_size]
+        raise MaskGenerationError(
+            f"only {kept} of {batch_size} samples passed the filters in {max_retries} generator calls: "
+            f"the area filter (mask_size_up={self.p.mask_size_up}) rejected {rejected['area']}, the "
+            f"histogram filter (maxes_filter) rejected {rejected['maxes']}; check the direction, "
+            "latent_shift_r, or relax --mask_size_up / --maxes_filter false"
+        )
+
+
+class MaskStream:
+    """Endless iterator of mask-generator batches, the next one prepared in a background thread.
+
+    Generation (no grad) overlaps with the training step on the consumer side; on CUDA the
+    worker uses its own stream. Errors in the worker are raised in the consumer. Use as a
+    context manager, or call `close()`, to stop the worker.
+    `rng_state` is the latent generator's state right after the last batch handed out: setting
+    it on a new generator continues the same sequence of batches (for exact resuming).
+    """
+
+    def __init__(self, mask_generator: MaskGenerator, prefetch: int = 1):
+        self.mask_generator = mask_generator
+        self.batches: queue.Queue = queue.Queue(maxsize=prefetch)
+        self.stopped = threading.Event()
+        self.rng_state = self._current_rng_state()
+        self.worker = threading.Thread(target=self._produce, daemon=True)
+        self.worker.start()
+
+    def _produce(self) -> None:
+        device = self.mask_generator.device
+        stream = torch.cuda.Stream(device) if device.type == "cuda" else None
+        try:
+            while not self.stopped.is_set():
+                with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+                    batch = self.mask_generator()
+                if stream is not None:
+                    stream.synchronize()
+                self._put((batch, self._current_rng_state()))
+        except BaseException as error:  # handed over to the consumer
+            self._put(error)
+
+    def _current_rng_state(self) -> torch.Tensor | None:
+        rng = self.mask_generator.rng
+        return None if rng is None else rng.get_state()
+
+    def _put(self, item) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.batches.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[ImagePair]:
+        return self
+
+    def __next__(self) -> ImagePair:
+        item = self.batches.get()
+        if isinstance(item, BaseException):
+            self.close()
+            raise item
+        batch, self.rng_state = item
+        return batch
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.worker.join(timeout=60)
+
+    def __enter__(self) -> "MaskStream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+

@@ -1,0 +1,179 @@
+"""Mask synthesis against the reference pipeline fixtures, and the batch-refilling generator."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from BigGAN.gan_load import UnconditionalBigGAN, make_biggan_config
+from BigGAN.model.BigGAN import Generator
+from gan_mask_gen import (
+    MaskGenerationError,
+    MaskGenerator,
+    MaskStream,
+    MaskSynthesizing,
+    area_filter,
+    maxes_filter,
+    mean_thr_mask,
+    pair_to_mask,
+    rgb2gray,
+)
+from postprocessing import connected_components_filter
+from tests.conftest import load_fixture
+from tests.weight_fill import fill_module
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    inputs = load_fixture("mask_pipeline_inputs.pt")
+    outputs = load_fixture("mask_pipeline.pt")
+    return inputs["img"].float(), inputs["img_shifted"].float(), outputs
+
+
+def params(**overrides) -> SimpleNamespace:
+    values = dict(
+        batch_size=16,
+        latent_shift_r=5.0,
+        synthezing=MaskSynthesizing.LIGHTING,
+        mask_size_up=0.5,
+        maxes_filter=True,
+    )
+    return SimpleNamespace(**{**values, **overrides})
+
+
+def test_rgb2gray_weights():
+    img = torch.zeros(1, 3, 1, 1)
+    img[0, :, 0, 0] = torch.tensor([1.0, 2.0, 3.0])
+    assert rgb2gray(img).item() == pytest.approx(0.2989 + 2 * 0.5870 + 3 * 0.1140)
+
+
+def test_masks_and_filters_reproduce_reference(pipeline):
+    img, shifted, ref = pipeline
+    assert torch.equal(pair_to_mask(img, shifted), ref["pair_to_mask"].long())
+    assert torch.equal(mean_thr_mask(shifted), ref["mean_thr_mask"].long())
+    assert torch.equal(maxes_filter(shifted), ref["maxes_filter"])
+    assert torch.equal(area_filter(ref["connected_components"].long(), 0.5), ref["area_keep"])
+    assert torch.equal(area_filter(ref["pair_to_mask"].long(), 0.5), ref["area_keep_raw"])
+    assert pair_to_mask(img, shifted).dtype == torch.long
+
+
+def test_area_filter_is_off_from_one():
+    full = torch.ones(3, 4, 4, dtype=torch.long)
+    assert area_filter(full, 1.0).all()
+    assert not area_filter(full, 0.99).any()
+
+
+def image_with_histogram(counts: list[int]) -> torch.Tensor:
+    """A [1, 3, 1, N] image whose 12-bin histogram over all channels is 3 * counts."""
+    centres = -1 + (torch.arange(12) + 0.5) / 6
+    values = torch.repeat_interleave(centres, torch.tensor(counts))
+    return values.view(1, 1, 1, -1).expand(1, 3, 1, -1)
+
+
+def test_maxes_filter_needs_two_maxima_of_the_smoothed_histogram():
+    one_mode = image_with_histogram([1, 2, 3, 4, 5, 6, 7, 6, 5, 4, 3, 2])
+    two_modes = image_with_histogram([1, 2, 9, 2, 1, 1, 1, 1, 2, 9, 2, 1])
+    end_plateau = image_with_histogram([0, 0, 0, 0, 0, 5, 9, 5, 0, 0, 0, 0])
+    kept = [maxes_filter(image).item() for image in (one_mode, two_modes, end_plateau)]
+    assert kept == [False, True, True]
+
+
+class ReplayGenerator(nn.Module):
+    """Returns stored images, so the mask pipeline can be checked on the fixture's inputs."""
+
+    dim_z = 120
+
+    def __init__(self, img, shifted):
+        super().__init__()
+        self.img, self.shifted = img, shifted
+
+    def forward(self, z):
+        return self.img[: len(z)]
+
+    def gen_shifted(self, z, shift):
+        return self.shifted[: len(z)]
+
+
+def test_generator_filters_and_refills_like_the_reference(pipeline):
+    img, shifted, ref = pipeline
+    generator = MaskGenerator(
+        ReplayGenerator(img, shifted), torch.zeros(120), params(), (), [connected_components_filter]
+    )
+    images, masks = generator(z=torch.zeros(16, 120))
+    keep = ref["pipeline_keep"]
+    assert keep.sum() == 14
+    expected_images = torch.cat([img[keep], img[keep]])[:16]
+    expected_masks = torch.cat([ref["connected_components"][keep]] * 2)[:16].long()
+    assert torch.equal(images, expected_images)
+    assert torch.equal(masks, expected_masks)
+
+
+def test_generator_names_the_filter_that_rejects_everything(pipeline):
+    img, shifted, _ = pipeline
+    generator = MaskGenerator(ReplayGenerator(img, shifted), torch.zeros(120), params(mask_size_up=0.0))
+    with pytest.raises(MaskGenerationError, match=r"area filter \(mask_size_up=0.0\) rejected 48"):
+        generator(max_retries=3)
+
+
+def tiny_generator() -> UnconditionalBigGAN:
+    config = {**make_biggan_config(128), "G_ch": 4, "resolution": 32, "G_attn": "0"}
+    return UnconditionalBigGAN(fill_module(Generator(**config), seed=1)).eval()
+
+
+def test_generator_uses_the_shifted_latent_and_seeded_noise():
+    G = tiny_generator()
+    direction = torch.randn(G.dim_z)
+    direction /= direction.norm()
+    p = params(batch_size=4, mask_size_up=1.0, maxes_filter=False)
+    first = MaskGenerator(G, direction, p, rng=torch.Generator().manual_seed(0))
+    z = first.make_noise(4)
+    img, shifted, mask = first.gen_samples(z)
+    torch.testing.assert_close(shifted, G(z + 5.0 * direction))
+    assert torch.equal(mask, pair_to_mask(G(z), shifted))
+    again = MaskGenerator(G, direction, p, rng=torch.Generator().manual_seed(0))
+    assert torch.equal(again.make_noise(4), z)
+
+
+def test_generator_samples_embeddings_with_noise():
+    G = tiny_generator()
+    zs = torch.randn(3, G.dim_z)
+    generator = MaskGenerator(G, torch.zeros(G.dim_z), params(), zs=zs, z_noise=0.0)
+    z = generator.make_noise(10)
+    assert all(any(torch.equal(row, e) for e in zs) for row in z)
+    noisy = MaskGenerator(G, torch.zeros(G.dim_z), params(), zs=zs, z_noise=0.5).make_noise(10)
+    assert not any(torch.equal(row, e) for row in noisy for e in zs)
+
+
+def test_stream_yields_the_generator_sequence_and_resumes_from_its_state():
+    G = tiny_generator()
+    direction = torch.randn(G.dim_z)
+    p = params(batch_size=3, mask_size_up=1.0, maxes_filter=False)
+
+    def generator():
+        return MaskGenerator(G, direction, p, rng=torch.Generator().manual_seed(5))
+
+    direct = generator()
+    expected = [direct() for _ in range(3)]
+    with MaskStream(generator()) as stream:
+        first = next(stream)
+        state = stream.rng_state
+        rest = [next(stream), next(stream)]
+    for got, want in zip([first, *rest], expected, strict=True):
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    resumed = generator()
+    resumed.rng.set_state(state)
+    assert torch.equal(resumed()[0], expected[1][0])
+
+
+class BrokenGenerator(nn.Module):
+    dim_z = 4
+
+    def forward(self, z):
+        raise RuntimeError("generator exploded")
+
+
+def test_stream_raises_worker_errors_in_the_consumer():
+    stream = MaskStream(MaskGenerator(BrokenGenerator(), torch.zeros(4), params()))
+    with pytest.raises(RuntimeError, match="generator exploded"):
+        next(stream)
