@@ -198,10 +198,12 @@ def main(argv: list[str] | None = None) -> dict:
     score = {"synthetic": {**evaluate(model, test_set, None), "loss": synthetic_loss(model, test_set)}}
     for val_set in val_sets:
         score[val_set.name] = evaluate(model, val_set.batches(device), run.val_resize_to)
-    if run.demo:
-        score.update(_demo_extras(run, val_sets))
+    if run.demo and val_sets:
+        score.update(_demo_extras(model, run.val_resize_to, val_sets[0], device))
     write_json(out / "score.json", score)
     print_table(score)
+    if "baselines" in score:
+        _print_demo_table(score)
     return score
 
 
@@ -211,10 +213,16 @@ def _demo_preset() -> dict:
     return demo_preset()
 
 
-def _demo_extras(run, val_sets) -> dict:
+def _demo_extras(model, resize_to, val_set, device) -> dict:
     from demo.preset import demo_score_extras
 
-    return demo_score_extras(run, val_sets)
+    return demo_score_extras(model, resize_to, val_set, device)
+
+
+def _print_demo_table(score: dict) -> None:
+    from demo.preset import print_demo_table
+
+    print_demo_table(score)
 
 
 if __name__ == "__main__":
