@@ -5,6 +5,7 @@ direction (`LIGHTING`), or that are brighter than average in the shifted image (
 Masks are cleaned up, then samples with too large masks or single-mode histograms are dropped
 and the batch is refilled. Pure tensor code: no file I/O, no training.
 """
+
 import contextlib
 import queue
 import threading
@@ -215,6 +216,11 @@ class MaskStream:
             self.close()
             raise item
         batch, self.rng_state = item
+        if batch[0].is_cuda:
+            # Made on the worker's stream: without this the allocator could hand the memory back
+            # to the worker while the training stream still reads it.
+            for tensor in batch:
+                tensor.record_stream(torch.cuda.current_stream(tensor.device))
         return batch
 
     def close(self) -> None:
@@ -226,4 +232,3 @@ class MaskStream:
 
     def __exit__(self, *exc) -> None:
         self.close()
-

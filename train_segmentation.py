@@ -36,7 +36,7 @@ class ValidationSet:
 
     def __init__(self, name: str, images_dir: str, masks_dir: str):
         self.name = name
-        self.dataset = SegmentationDataset(images_dir, masks_dir)
+        self.dataset = SegmentationDataset(images_dir, masks_dir, crop=False)
 
     def batches(self, device: torch.device):
         loader = DataLoader(self.dataset, batch_size=1, shuffle=False)
@@ -94,7 +94,7 @@ def train_segmentation(
     checkpoint_path = out / "checkpoint.pth"
     step = 0
     if checkpoint_path.is_file():
-        checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
         load_state_dict_strictly(model, checkpoint["model"], str(checkpoint_path))
         optimizer.load_state_dict(checkpoint["opt"])
         scheduler.load_state_dict(checkpoint["scheduler"])

@@ -1,0 +1,117 @@
+"""Mask post-processing and segmentation inference as in the original work.
+
+`SegmentationInference` reproduces the original's 8-bit round trips (uint8 truncation + PIL
+bilinear resizing) on purpose: reported numbers depend on them at the level of a few 1/255.
+"""
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+from skimage.measure import label
+
+MIN_COMPONENT_SHARE = 0.2
+Model = Callable[[torch.Tensor], torch.Tensor]
+
+
+def connected_components_filter(img: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+    """Drop small blobs: keep the 8-connected components with area / largest area > 0.2 (strict).
+
+    `mask` is a `[B, H, W]` batch (nonzero = foreground) on any device; an empty mask stays empty
+    and the result has the mask's dtype and device. `img` is unused, kept for the original's call
+    signature (filters are called as `filter(img, mask)`). Unlike the original, which on CPU
+    wrote into its argument through a numpy view, the input is never modified.
+    """
+    foreground = (mask != 0).cpu().numpy()
+    kept = np.zeros_like(foreground)
+    for i, image_mask in enumerate(foreground):
+        labels = label(image_mask, connectivity=2, background=0)
+        areas = np.bincount(labels.ravel())[1:]
+        if len(areas) == 0:
+            continue
+        keep = np.concatenate([[False], areas / areas.max() > MIN_COMPONENT_SHARE])
+        kept[i] = keep[labels]
+    return torch.from_numpy(kept).to(device=mask.device, dtype=mask.dtype)
+
+
+def _min_edge_size(height: int, width: int, min_edge: int) -> tuple[int, int]:
+    """Size with the shorter edge `min_edge` and the other scaled by integer floor division."""
+    if height <= width:
+        return min_edge, min_edge * width // height
+    return min_edge * height // width, min_edge
+
+
+def _to_uint8(x01: torch.Tensor) -> np.ndarray:
+    # Truncation, not rounding, as torchvision's ToPILImage (`mul(255).byte()`) did.
+    return (x01 * 255).to(torch.uint8).cpu().numpy()
+
+
+def _pil_resize(array: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """PIL (antialiased) bilinear resize of a uint8 HxW or HxWxC array to `size` = (h, w), in [0, 1]."""
+    resized = Image.fromarray(array).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+    return torch.from_numpy(np.asarray(resized, dtype=np.float32) / np.float32(255))
+
+
+def _device_of(model: object, fallback: torch.device) -> torch.device:
+    if isinstance(model, torch.nn.Module):
+        parameter = next(model.parameters(), None)
+        if parameter is not None:
+            return parameter.device
+    return fallback
+
+
+class SegmentationInference:
+    """Class-1 probability map `[B, H, W]` of a two-class segmentation model, at the input's size.
+
+    With `resize_to`, each image is resized so that its shorter edge is `resize_to` through an
+    8-bit PIL image (`uint8((img + 1) / 2 * 255)`, truncating; PIL bilinear), the map is computed
+    there as `1 - softmax(logits, 1)[:, 0]` (a model giving `[B, h, w]` is taken to give that map
+    already, as in the original) and brought back to the input size through another
+    8-bit PIL round trip (so it is quantised to multiples of 1/255). Without `resize_to` the model
+    sees the batch as given and the map is not quantised. The original took batches of one; with
+    `resize_to` each image of a batch is processed on its own. Runs under `torch.no_grad()` on the model's
+    device (the input's device for models without parameters); train/eval mode is left to the
+    caller, so put a model with BatchNorm in `eval()` first.
+    """
+
+    def __init__(self, model: Model, resize_to: int | None = None):
+        self.model = model
+        self.resize_to = resize_to
+
+    def _prepare(self, img: torch.Tensor) -> torch.Tensor:
+        """`[3, H, W]` image in [-1, 1] -> `[1, 3, h, w]` network input after the min-edge resize."""
+        size = _min_edge_size(img.shape[-2], img.shape[-1], self.resize_to)
+        rgb = _to_uint8(((img + 1) / 2).permute(1, 2, 0))
+        return (_pil_resize(rgb, size).permute(2, 0, 1)[None] * 2 - 1).to(img.device)
+
+    def _run(self, x: torch.Tensor) -> torch.Tensor:
+        output = self.model(x.to(_device_of(self.model, x.device)))
+        # Logits [B, 2, h, w] become the class-1 probability; a 3-d output is taken as that map.
+        return 1 - torch.softmax(output, dim=1)[:, 0] if output.dim() == 4 else output
+
+    def _resized_probability(self, img: torch.Tensor) -> torch.Tensor:
+        """Probability map `[1, H, W]` of one `[3, H, W]` image, computed at the `resize_to` scale."""
+        prob = self._run(self._prepare(img))
+        if prob.shape[-2:] == img.shape[-2:]:
+            return prob
+        return _pil_resize(_to_uint8(prob[0]), tuple(img.shape[-2:]))[None].to(prob.device)
+
+    @torch.no_grad()
+    def __call__(self, img: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Maps `[B, 3, H, W]` images in [-1, 1] to `[B, H, W]`; `mask` is ignored, as in the original."""
+        if self.resize_to is None:
+            return self._run(img)
+        return torch.cat([self._resized_probability(image) for image in img])
+
+
+class Threshold:
+    """Binary mask `prob >= thr` (non-strict, as the original) of `SegmentationInference`."""
+
+    def __init__(self, model: Model, thr: float = 0.5, resize_to: int | None = None):
+        self.inference = SegmentationInference(model, resize_to)
+        self.thr = thr
+
+    def __call__(self, img: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Maps `[B, 3, H, W]` images in [-1, 1] to bool `[B, H, W]`; `mask` is ignored."""
+        return self.inference(img) >= self.thr

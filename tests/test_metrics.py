@@ -1,0 +1,168 @@
+import numpy as np
+import pytest
+import torch
+
+from metrics import (
+    F_max,
+    F_score,
+    IoU,
+    accuracy,
+    model_metrics,
+    precision_recall,
+    precision_recall_curves,
+    thresholds,
+)
+from postprocessing import SegmentationInference, Threshold
+from tests.conftest import load_fixture
+
+N_PAIRS = 8
+
+
+@pytest.fixture(scope="module")
+def ref() -> dict[str, torch.Tensor]:
+    return load_fixture("metrics.pt")
+
+
+def pairs(ref) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The original's 'dataloader': (prediction as the image, GT) batches of one."""
+    return [(ref[f"pred_{i}"][None], ref[f"gt_{i}"][None]) for i in range(N_PAIRS)]
+
+
+def identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+@pytest.mark.parametrize("i", range(N_PAIRS))
+def test_per_pair_metrics_match_reference(ref, i):
+    gt, mask = ref[f"gt_{i}"][None], ref[f"pred_{i}"][None] >= 0.5
+    precision, recall = precision_recall(gt, mask)
+    computed = [IoU(gt, mask), accuracy(gt, mask), precision.item(), recall.item()]
+    expected = [ref[name][i].item() for name in ("IoU", "accuracy", "precision", "recall")]
+    np.testing.assert_allclose(computed, expected, rtol=1e-6, atol=0)
+
+
+def test_pr_curves_match_reference_exactly(ref):
+    np.testing.assert_array_equal(thresholds(255), ref["pr_curve_thresholds"].numpy())
+    curves = [precision_recall_curves(gt[None], pred[None]) for pred, gt in pairs(ref)]
+    assert torch.equal(torch.cat([p for p, _ in curves]), ref["pr_curve_precision"])
+    assert torch.equal(torch.cat([r for _, r in curves]), ref["pr_curve_recall"])
+
+
+def test_mean_f_curve_and_f_max_match_reference(ref):
+    precisions, recalls = ref["pr_curve_precision"], ref["pr_curve_recall"]
+    torch.testing.assert_close(F_score(precisions, recalls).mean(0), ref["mean_F_curve"], rtol=1e-6, atol=0)
+    assert F_max(precisions, recalls) == pytest.approx(ref["F_max"].item(), abs=1e-6)
+
+
+def test_model_metrics_match_reference(ref):
+    f_max = model_metrics(SegmentationInference(identity), pairs(ref), stats=(F_max,))
+    assert list(f_max) == ["F_max"]
+    assert f_max["F_max"] == pytest.approx(ref["F_max"].item(), abs=1e-6)
+    thresholded = model_metrics(Threshold(identity, thr=0.5), pairs(ref), stats=(IoU, accuracy))
+    assert thresholded["IoU"] == pytest.approx(ref["mm_IoU"].item(), abs=1e-6)
+    assert thresholded["accuracy"] == pytest.approx(ref["mm_accuracy"].item(), abs=1e-6)
+
+
+def loop_curves(gt: torch.Tensor, prob: torch.Tensor, prob_bins: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The original's definition: one `precision_recall(gt, prob > t)` per threshold."""
+    curves = [precision_recall(gt, prob > t) for t in thresholds(prob_bins)]
+    return torch.stack([p for p, _ in curves], 1), torch.stack([r for _, r in curves], 1)
+
+
+@pytest.mark.parametrize("prob_bins", [255, 10, 7])
+def test_curves_equal_threshold_loop_including_values_on_thresholds(prob_bins):
+    g = torch.Generator().manual_seed(1)
+    prob = torch.rand(4, 20, 30, generator=g)
+    levels = torch.from_numpy(thresholds(prob_bins)).float()
+    on_level = torch.rand(prob.shape, generator=g) < 0.3
+    prob[on_level] = levels[torch.randint(len(levels), (int(on_level.sum()),), generator=g)]
+    prob[1] = 0.0  # empty prediction at every threshold
+    gt = torch.rand(prob.shape, generator=g) < prob
+    gt[2] = False  # empty ground truth
+    computed = precision_recall_curves(gt, prob, prob_bins)
+    expected = loop_curves(gt, prob, prob_bins)
+    assert computed[0].shape == (4, len(levels))
+    assert torch.equal(computed[0], expected[0]) and torch.equal(computed[1], expected[1])
+
+
+def test_empty_prediction_and_empty_gt_conventions():
+    gt = torch.tensor([[[1, 0]], [[0, 0]], [[0, 0]]])
+    pred = torch.tensor([[[0, 0]], [[1, 0]], [[0, 0]]])
+    precision, recall = precision_recall(gt, pred)
+    assert precision.tolist() == [1.0, 0.0, 1.0]
+    assert recall.tolist() == [0.0, 1.0, 1.0]
+    assert F_score(precision, recall).tolist() == [0.0, 0.0, 1.0]
+
+
+def test_iou_and_accuracy_average_per_image_over_the_batch():
+    gt = torch.tensor([[[1, 1, 0, 0]], [[1, 0, 0, 0]]])
+    pred = torch.tensor([[[1, 0, 0, 0]], [[1, 0, 0, 1]]], dtype=torch.bool)
+    assert IoU(gt, pred) == pytest.approx((1 / 2 + 1 / 2) / 2)
+    assert accuracy(gt, pred) == pytest.approx((3 / 4 + 3 / 4) / 2)
+    assert IoU(gt[:1].squeeze(0), pred[:1]) == pytest.approx(0.5)
+
+
+def test_mask_stats_refuse_probability_maps():
+    with pytest.raises(ValueError, match="probability map"):
+        IoU(torch.ones(1, 2, 2), torch.full((1, 2, 2), 0.7))
+
+
+def test_f_score_replaces_only_nan():
+    scores = F_score(torch.tensor([0.0, 1.0, 0.5]), torch.tensor([0.0, 1.0, 0.25]))
+    expected = torch.tensor([0.0, 1.0, 1.3 * 0.5 * 0.25 / (0.3 * 0.5 + 0.25)])
+    torch.testing.assert_close(scores, expected)
+
+
+def test_model_metrics_averages_over_images_and_limits_steps():
+    gt = torch.tensor([[[1, 1, 0, 0]], [[1, 0, 0, 0]], [[0, 1, 1, 1]]])
+    pred = torch.tensor([[[1, 0, 0, 0]], [[1, 0, 0, 1]], [[0, 1, 1, 1]]], dtype=torch.bool)
+    batches = [(pred[:2], gt[:2]), (pred[2:], gt[2:])]
+    every = model_metrics(identity, batches, stats=(IoU, accuracy))
+    assert every == pytest.approx({"IoU": (0.5 + 0.5 + 1) / 3, "accuracy": (0.75 + 0.75 + 1) / 3})
+    first = model_metrics(identity, iter(batches), n_steps=1, stats=(IoU,))
+    assert first == pytest.approx({"IoU": 0.5})
+
+
+def test_model_metrics_f_max_is_max_of_mean_curve_not_per_image_optimum():
+    gt = torch.tensor([[[1, 0]], [[1, 0]]])
+    prob = torch.tensor([[[0.9, 0.5]], [[0.3, 0.1]]])
+    batches = [(prob[i : i + 1], gt[i : i + 1]) for i in range(2)]
+    precision, recall = loop_curves(gt, prob, 255)
+    expected = F_score(precision, recall).mean(0).max().item()
+    assert model_metrics(identity, batches, stats=(F_max,))["F_max"] == pytest.approx(expected)
+    assert expected < 1.0  # each image alone reaches F = 1 at its own threshold
+
+
+def quantised_set(seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(8-bit level map, non-empty GT) pairs, as SegmentationInference outputs with resizing."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for h, w in [(20, 30), (32, 32), (17, 41), (25, 25), (40, 12)]:
+        gt = rng.random((h, w)) < rng.uniform(0.1, 0.6)
+        gt[0, 0] = True
+        levels = np.clip(rng.normal(np.where(gt, 170, 90), 60), 0, 255).astype(np.uint8)
+        out.append((levels, gt))
+    return out
+
+
+@pytest.mark.filterwarnings("ignore:This class will be removed")
+def test_f_max_agrees_with_pysodmetrics_on_8_bit_maps():
+    """pysodmetrics' F curve uses `floor(255 p) >= j` for j = 255..0 (256 thresholds, F(beta2=0.3)
+    averaged over images, maximum over thresholds), P = 0 for an empty prediction and R = 0 for an
+    empty GT. On maps of 8-bit levels q/255 with non-empty GTs, our `p > k/255` is its `q >= k+1`
+    and both conventions give F = 0, so its curve entries j = 1..255 equal ours; its extra
+    j = 0 (everything foreground) has no counterpart here. On non-quantised maps the two differ
+    by design (its truncation to 8 bits versus our exact comparison)."""
+    py_sod_metrics = pytest.importorskip("py_sod_metrics")
+    fmeasure = py_sod_metrics.Fmeasure(beta=0.3)
+    batches = []
+    for levels, gt in quantised_set(seed=3):
+        # Mid-level values (1.0 for level 255) so that its own `floor(255 p)` recovers the level.
+        fmeasure.step(pred=np.minimum((levels + 0.5) / 255, 1.0), gt=gt, normalize=False)
+        batches.append((torch.from_numpy(levels).float()[None] / 255, torch.from_numpy(gt)[None]))
+    theirs = fmeasure.get_results()["fm"]["curve"]  # index i: floor(255 p) >= 255 - i
+    precision, recall = zip(*(precision_recall_curves(gt, prob) for prob, gt in batches), strict=True)
+    ours = F_score(torch.cat(precision), torch.cat(recall)).mean(0).double().numpy()
+    np.testing.assert_allclose(ours, theirs[:255][::-1], atol=1e-6)
+    f_max = model_metrics(identity, batches, stats=(F_max,))["F_max"]
+    assert f_max == pytest.approx(theirs[:255].max(), abs=1e-6)
