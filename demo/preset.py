@@ -47,17 +47,17 @@ def demo_score_extras(model: torch.nn.Module, resize_to: int | None, val_set, de
     validation_pairs = list(SegmentationDataset(*ensure_validation_folder()))
     unet = per_image_iou(lambda image: threshold(image[None].to(device))[0].cpu(), test_pairs)
     return {
-        "heldout": {"dataset": val_set.name, "images": len(test_pairs), "unet": summary(unet)},
+        "unet_per_image": {"dataset": val_set.name, "images": len(test_pairs), **summary(unet)},
         "baselines": evaluate_baselines(test_pairs, validation_pairs),
     }
 
 
 def print_demo_table(extras: dict) -> None:
-    heldout = extras["heldout"]
-    rows = {"U-Net (GAN masks only)": heldout["unet"], **extras["baselines"]}
-    print(f"\nHeld-out folder {heldout['dataset']} ({heldout['images']} images)")
+    unet = extras["unet_per_image"]
+    rows = {"U-Net (GAN masks only)": unet, **extras["baselines"]}
+    print(f"\nFolder {unet['dataset']} ({unet['images']} images), threshold 0.5")
     print(f"{'method':<24}{'mean IoU':>10}{'IoU > 0.5':>11}")
     for name, row in rows.items():
         print(f"{name:<24}{row['IoU']:>10.3f}{row['share_IoU_above_0.5']:>10.0%}")
     best = max(row["IoU"] for row in extras["baselines"].values())
-    print(f"U-Net minus the best baseline: {heldout['unet']['IoU'] - best:+.3f} mean IoU")
+    print(f"U-Net minus the best baseline: {unet['IoU'] - best:+.3f} mean IoU")

@@ -1,0 +1,34 @@
+"""The README's main command in a reduced form: the demo U-Net must beat every label-free baseline."""
+
+import json
+
+import train_segmentation
+
+# Measured on this project's 2-core CPU machines with the committed demo assets (see README, "The demo
+# world"): at 120 steps of batch 32 the U-Net scored MEASURED_IOU mean IoU on the held-out folder
+# against Otsu's OTSU_IOU, the best baseline. Requiring half of that lead leaves room for
+# platform-dependent arithmetic while still failing when the direction, the mask pipeline or the
+# training loop is broken (a random direction scores far below every baseline).
+REQUIRED_MARGIN = 0.10
+
+
+def test_reduced_demo_beats_the_best_baseline(tmp_path):
+    out = tmp_path / "demo"
+    reduced = ["--n_steps", "120", "--batch_size", "32", "--test_samples_count", "32"]
+    reduced += [
+        "--steps_per_validation",
+        "120",
+        "--steps_per_log",
+        "60",
+        "--steps_per_checkpoint_save",
+        "120",
+    ]
+    score = train_segmentation.main(["--demo", "--out", str(out), *reduced])
+    assert json.loads((out / "score.json").read_text()) == score
+    unet = score["unet_per_image"]
+    assert (unet["dataset"], unet["images"]) == ("heldout", 500)
+    assert abs(unet["IoU"] - score["heldout"]["thr"]["IoU"]) < 1e-6
+    best_name, best = max(score["baselines"].items(), key=lambda item: item[1]["IoU"])
+    assert unet["IoU"] >= best["IoU"] + REQUIRED_MARGIN, (
+        f"U-Net {unet['IoU']:.3f} vs {best_name} {best['IoU']:.3f}"
+    )
