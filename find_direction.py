@@ -10,7 +10,6 @@ direction_search.rate_direction).
 """
 
 import argparse
-import json
 from dataclasses import fields
 from pathlib import Path
 
@@ -20,23 +19,7 @@ from torchvision.utils import save_image
 from BigGAN.gan_load import make_big_gan
 from direction_search import DirectionSearchConfig, find_direction, rate_direction, shift_masks
 from utils.device import resolve_device
-
-
-def read_gan_config(value: str | None) -> dict | None:
-    """--gan_config: a JSON file of Generator keyword arguments, or the JSON itself."""
-    if value is None:
-        return None
-    path = Path(value)
-    try:
-        text = path.read_text() if path.suffix == ".json" or path.exists() else value
-        config = json.loads(text)
-    except (OSError, json.JSONDecodeError) as error:
-        raise SystemExit(
-            f"--gan_config {value}: not a readable JSON file or JSON object ({error})"
-        ) from error
-    if not isinstance(config, dict):
-        raise SystemExit(f"--gan_config {value}: expected a JSON object of Generator arguments")
-    return config
+from utils.train_config import parse_json_object
 
 
 def save_preview(G, direction: torch.Tensor, path: Path, samples: int = 8, radius: float = 5.0) -> None:
@@ -55,7 +38,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--gan_weights", type=Path, required=True, help="BigGAN-PyTorch generator state dict")
-    parser.add_argument("--gan_config", default=None, help="JSON file (or JSON) of Generator arguments")
+    parser.add_argument(
+        "--gan_config",
+        type=parse_json_object,
+        default=None,
+        help="JSON file (or JSON) of Generator arguments",
+    )
     parser.add_argument("--out", type=Path, required=True, help="where to save the direction (.pth)")
     parser.add_argument("--preview", type=Path, default=None, help="PNG of images, shifted images, masks")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if available)")
@@ -76,9 +64,7 @@ def main(argv: list[str] | None = None) -> torch.Tensor:
     config = DirectionSearchConfig(**{f.name: getattr(args, f.name) for f in fields(DirectionSearchConfig)})
     if config.steps < 1 or config.batch_size < 1:
         raise SystemExit("--steps and --batch_size must be at least 1")
-    G = make_big_gan(
-        args.gan_weights, device=resolve_device(args.device), config=read_gan_config(args.gan_config)
-    )
+    G = make_big_gan(args.gan_weights, device=resolve_device(args.device), config=args.gan_config)
     direction = find_direction(G, config)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(direction, args.out)

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from BigGAN.gan_load import make_big_gan
 from data import SegmentationDataset
@@ -20,6 +21,13 @@ from UNet.unet_load import load_unet
 from utils.inputs import load_direction
 from utils.train_config import resolve_config
 from visualization import save_samples_grid
+
+
+def enlarged(batch: torch.Tensor, factor: int = 3) -> torch.Tensor:
+    """32-px pictures made readable: nearest-neighbour enlargement of [B, C, H, W] or [B, H, W]."""
+    flat = batch.dim() == 3
+    out = F.interpolate((batch[:, None] if flat else batch).float(), scale_factor=factor, mode="nearest")
+    return out[:, 0] if flat else out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,7 +47,9 @@ def main(argv: list[str] | None = None) -> None:
     generator = build_mask_generator(G, direction, params, None, 0.0, seed=123, device="cpu")
     images, masks = generator()
     args.images.mkdir(parents=True, exist_ok=True)
-    save_samples_grid(args.images / "demo_synthetic_pairs.png", images, masks, count=args.count)
+    save_samples_grid(
+        args.images / "demo_synthetic_pairs.png", enlarged(images), enlarged(masks), count=args.count
+    )
 
     model = load_unet(args.run / "segmentation.pth", device="cpu", base_width=run.unet_width)
     pairs = [SegmentationDataset(*ensure_heldout_folder(), crop=False)[i] for i in range(args.count)]
@@ -47,7 +57,11 @@ def main(argv: list[str] | None = None) -> None:
     heldout_masks = torch.stack([mask for _, mask in pairs])
     probabilities = SegmentationInference(model)(heldout_images)
     save_samples_grid(
-        args.images / "demo_predictions.png", heldout_images, heldout_masks, probabilities, count=args.count
+        args.images / "demo_predictions.png",
+        enlarged(heldout_images),
+        enlarged(heldout_masks),
+        enlarged(probabilities),
+        count=args.count,
     )
     print(f"wrote {args.images}/demo_synthetic_pairs.png and {args.images}/demo_predictions.png")
 

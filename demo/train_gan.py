@@ -11,7 +11,6 @@ import argparse
 import copy
 import datetime
 import json
-import os
 import shlex
 import sys
 import time
@@ -33,6 +32,7 @@ from demo.assets import ASSETS_DIR, DEMO_GENERATOR_CONFIG
 from demo.discriminator import Discriminator
 from demo.world import SEED_RANGES, render_sample
 from utils.device import resolve_device
+from utils.run_files import atomic_torch_save
 
 
 @dataclass
@@ -148,13 +148,6 @@ def train_step(G, D, opt_G, opt_D, pool, config: GANTrainConfig, data_rng, devic
     return {"loss_D_real": loss_D_real.item(), "loss_D_fake": loss_D_fake.item(), "loss_G": loss_G.item()}
 
 
-def save_atomically(state: dict, path: Path) -> None:
-    """Write to a temporary file and rename, so a kill mid-write never corrupts the checkpoint."""
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(state, temporary)
-    os.replace(temporary, path)
-
-
 def build_models(config: GANTrainConfig, device):
     torch.manual_seed(config.seed)
     G = init_orthogonal(Generator(**DEMO_GENERATOR_CONFIG)).to(device).train()
@@ -208,7 +201,7 @@ def train(out: Path, config: GANTrainConfig, device: torch.device, command: str)
             "generator_config": DEMO_GENERATOR_CONFIG,
             "command": command,
         }
-        save_atomically(state, checkpoint_path)
+        atomic_torch_save(state, checkpoint_path)
         return state
 
     if step >= config.steps:
@@ -246,7 +239,7 @@ def export(state: dict, assets_dir: Path, samples_path: Path, config: GANTrainCo
     generator.load_state_dict(state["ema"])
     rebuild_bn_statistics(generator, config.bn_rebuild_batches, config.bn_rebuild_batch_size, config.seed)
     weights_path = assets_dir / "generator.pth"
-    save_atomically(generator.state_dict(), weights_path)
+    atomic_torch_save(generator.state_dict(), weights_path)
     (assets_dir / "generator_config.json").write_text(json.dumps(state["generator_config"], indent=2) + "\n")
     loaded = make_big_gan(weights_path, config=state["generator_config"], device="cpu")
     with torch.no_grad():

@@ -100,12 +100,14 @@ def test_cli_saves_a_weights_only_tensor(tmp_path, capsys):
     assert (tmp_path / "p.png").exists()
 
 
-def test_cli_rejects_an_unreadable_config(tmp_path):
-    with pytest.raises(SystemExit, match="--gan_config"):
+def test_cli_rejects_an_unreadable_config(tmp_path, capsys):
+    with pytest.raises(SystemExit):
         find_direction.main(
             ["--gan_weights", str(tmp_path / "g.pth"), "--gan_config", str(tmp_path / "missing.json")]
             + ["--out", str(tmp_path / "d.pth")]
         )
+    error = capsys.readouterr().err
+    assert "--gan_config" in error and "missing.json" in error
 
 
 def test_search_runs_on_the_full_bigbigan_config():
