@@ -4,12 +4,12 @@ import json
 
 import train_segmentation
 
-# Measured on this project's 2-core CPU machines with the committed demo assets (see README, "The demo
-# world"): at 120 steps of batch 32 the U-Net scored MEASURED_IOU mean IoU on the held-out folder
-# against Otsu's OTSU_IOU, the best baseline. Requiring half of that lead leaves room for
-# platform-dependent arithmetic while still failing when the direction, the mask pipeline or the
-# training loop is broken (a random direction scores far below every baseline).
-REQUIRED_MARGIN = 0.10
+# Measured on this project's 2-core CPU machine with the committed demo assets: at 120 steps of batch 32
+# (34 s) the U-Net scored 0.807 mean IoU on the 500 held-out images against 0.567 for Otsu, the best
+# baseline: a lead of 0.24. Requiring half of it leaves room for other CPUs' arithmetic and thread counts
+# while still failing when the direction, the mask pipeline or the training loop is broken (most random
+# directions score below 0.1, see README).
+REQUIRED_MARGIN = 0.12
 
 
 def test_reduced_demo_beats_the_best_baseline(tmp_path):
