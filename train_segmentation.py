@@ -8,6 +8,7 @@ Rerunning the same command continues from `<out>/checkpoint.pth`. See README.md.
 
 import shlex
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -69,13 +70,15 @@ def synthetic_loss(model: UNet, test_set: list[Batch]) -> float:
     return sum(losses) / len(losses)
 
 
-def evaluate(model: UNet, batches, resize_to: int | None) -> dict:
-    """`id`: F_max of the probability map; `thr`: IoU and accuracy of the map thresholded at 0.5."""
+def evaluate(model: UNet, batches: Callable[[], Iterable[Batch]], resize_to: int | None) -> dict:
+    """`id`: F_max of the probability map; `thr`: IoU and accuracy of the map thresholded at 0.5.
+
+    `batches()` is called once per pass, so a large folder is streamed rather than held in memory.
+    """
     model.eval()
-    batches = list(batches)
     return {
-        "id": model_metrics(SegmentationInference(model, resize_to=resize_to), batches, stats=(F_max,)),
-        "thr": model_metrics(Threshold(model, resize_to=resize_to), batches, stats=(IoU, accuracy)),
+        "id": model_metrics(SegmentationInference(model, resize_to=resize_to), batches(), stats=(F_max,)),
+        "thr": model_metrics(Threshold(model, resize_to=resize_to), batches(), stats=(IoU, accuracy)),
     }
 
 
@@ -195,9 +198,13 @@ def main(argv: list[str] | None = None) -> dict:
 
     model.eval()
     atomic_torch_save(model.state_dict(), out / "segmentation.pth")
-    score = {"synthetic": {**evaluate(model, test_set, None), "loss": synthetic_loss(model, test_set)}}
+    score = {
+        "synthetic": {**evaluate(model, lambda: test_set, None), "loss": synthetic_loss(model, test_set)}
+    }
     for val_set in val_sets:
-        score[val_set.name] = evaluate(model, val_set.batches(device), run.val_resize_to)
+        score[val_set.name] = evaluate(
+            model, lambda val_set=val_set: val_set.batches(device), run.val_resize_to
+        )
     if run.demo and val_sets:
         score.update(_demo_extras(model, run.val_resize_to, val_sets[0], device))
     write_json(out / "score.json", score)
