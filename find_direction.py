@@ -17,7 +17,13 @@ import torch
 from torchvision.utils import save_image
 
 from BigGAN.gan_load import make_big_gan
-from direction_search import DirectionSearchConfig, find_direction, rate_direction, shift_masks
+from direction_search import (
+    DirectionSearchConfig,
+    TwoMapFitConfig,
+    find_direction,
+    rate_direction,
+    shift_masks,
+)
 from utils.device import resolve_device
 from utils.train_config import parse_json_object
 
@@ -47,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="where to save the direction (.pth)")
     parser.add_argument("--preview", type=Path, default=None, help="PNG of images, shifted images, masks")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if available)")
+    parser.add_argument(
+        "--rating_steps", type=int, default=200, help="Adam steps of the two-map fit rating (original: 200)"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     defaults = DirectionSearchConfig()
     for field in fields(DirectionSearchConfig):
@@ -62,13 +71,13 @@ def main(argv: list[str] | None = None) -> torch.Tensor:
             raise SystemExit(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     config = DirectionSearchConfig(**{f.name: getattr(args, f.name) for f in fields(DirectionSearchConfig)})
-    if config.steps < 1 or config.batch_size < 1:
-        raise SystemExit("--steps and --batch_size must be at least 1")
+    if config.steps < 1 or config.batch_size < 1 or args.rating_steps < 1:
+        raise SystemExit("--steps, --batch_size and --rating_steps must be at least 1")
     G = make_big_gan(args.gan_weights, device=resolve_device(args.device), config=args.gan_config)
     direction = find_direction(G, config)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(direction, args.out)
-    rating = rate_direction(G, direction)
+    rating = rate_direction(G, direction, fit=TwoMapFitConfig(train_steps=args.rating_steps))
     print(f"saved direction {list(direction.shape)} to {args.out}")
     print(" ".join(f"{key}={value:.3f}" for key, value in rating.items()))
     if args.preview is not None:

@@ -4,19 +4,22 @@ import json
 
 import pytest
 import torch
+from torch import nn
 
 import find_direction
 from BigGAN.gan_load import UnconditionalBigGAN, make_biggan_config
 from BigGAN.model.BigGAN import Generator
 from demo.assets import DEMO_GENERATOR_CONFIG
 from direction_search import (
+    BestOfAffineMaps,
     DirectionSearchConfig,
+    TwoMapFitConfig,
     centre_weight,
     frozen,
     gray,
     rate_direction,
     sobel_magnitude,
-    two_cluster_linear_score,
+    two_map_fit_error,
 )
 from direction_search import find_direction as search
 from tests.weight_fill import fill_module
@@ -41,14 +44,48 @@ def test_centre_weight_rewards_bright_centres_and_dark_borders():
     assert weight[0, 16] > 0 > weight[12, 16]
 
 
-def test_two_cluster_score_separates_two_lines_from_one():
-    torch.manual_seed(0)
-    before = torch.rand(3, 1024)
-    is_object = torch.rand(3, 1024) < 0.3
-    two_lines = torch.where(is_object, 0.9 * before + 0.3, 0.2 * before) + 0.01 * torch.randn(3, 1024)
-    one_noisy_line = 0.8 * before + 0.05 * torch.randn(3, 1024)
-    assert two_cluster_linear_score(before, two_lines).min() > 0.95
-    assert two_cluster_linear_score(before, one_noisy_line).max() < 0.3
+class ToyGenerator(nn.Module):
+    """Images from latents, with a shift that acts as one of two affine colour maps per pixel
+    (`two_maps`), or that scales each image's colours by its own latent-dependent factors."""
+
+    dim_z = 6
+
+    def __init__(self, two_maps: bool):
+        super().__init__()
+        self.two_maps = two_maps
+        self.anchor = nn.Parameter(torch.zeros(()))
+        ramp = torch.linspace(-1, 1, 16)
+        self.register_buffer("ramp", ramp.view(1, 1, 1, 16) * ramp.view(1, 1, 16, 1))
+
+    def forward(self, z):
+        return torch.tanh(z[:, :3, None, None] * (0.5 + self.ramp)) * 0.8
+
+    def gen_shifted(self, z, shift):
+        images = self.forward(z)
+        if not self.two_maps:
+            return (images * torch.tanh(z[:, 3:6, None, None])).clamp(-1, 1)
+        left = torch.zeros_like(images, dtype=torch.bool)
+        left[..., :8] = True
+        return torch.where(left, 0.6 * images + 0.2, 0.7 * images - 0.25)
+
+
+def test_two_map_fit_error_is_small_only_for_a_two_map_shift():
+    config = TwoMapFitConfig(train_steps=300)
+    two_maps = two_map_fit_error(ToyGenerator(two_maps=True), torch.zeros(6), config)
+    per_image = two_map_fit_error(ToyGenerator(two_maps=False), torch.zeros(6), config)
+    assert two_maps < 0.05
+    assert per_image > 3 * two_maps
+
+
+def test_best_of_affine_maps_picks_the_closer_map_per_pixel():
+    maps = BestOfAffineMaps(2)
+    with torch.no_grad():
+        maps.weight.copy_(torch.stack([torch.eye(3), -torch.eye(3)]))
+        maps.bias.zero_()
+    colours = torch.tensor([[0.5, 0.5, 0.5], [0.2, -0.1, 0.3]])
+    fitted, which = maps(colours, torch.stack([colours[0], -colours[1]]))
+    assert which.tolist() == [0, 1]
+    torch.testing.assert_close(fitted, torch.stack([colours[0], -colours[1]]))
 
 
 def test_search_gives_a_unit_direction_and_leaves_the_generator_as_it_was():
@@ -79,8 +116,8 @@ def test_search_moves_towards_darker_borders():
 def test_rating_reports_shares_in_range():
     G = demo_generator()
     direction = torch.nn.functional.normalize(torch.randn(G.dim_z), dim=0)
-    rating = rate_direction(G, direction, samples=8)
-    assert set(rating) == {"two_cluster_score", "mask_coverage", "mask_border_share", "mask_centre_share"}
+    rating = rate_direction(G, direction, samples=8, fit=TwoMapFitConfig(train_steps=3, test_batches=1))
+    assert set(rating) == {"two_map_fit_error", "mask_coverage", "mask_border_share", "mask_centre_share"}
     assert all(0 <= value <= 1 for value in rating.values())
 
 
@@ -96,7 +133,7 @@ def test_cli_saves_a_weights_only_tensor(tmp_path, capsys):
     )
     direction = torch.load(out, weights_only=True)
     assert direction.shape == (120,) and direction.norm().item() == pytest.approx(1.0, abs=1e-5)
-    assert "two_cluster_score=" in capsys.readouterr().out
+    assert "two_map_fit_error=" in capsys.readouterr().out
     assert (tmp_path / "p.png").exists()
 
 
