@@ -89,8 +89,13 @@ def train_segmentation(
     val_set: ValidationSet | None,
     config: TrainConfig,
     device: torch.device,
+    writer: SummaryWriter,
 ) -> None:
-    """Adam + StepLR + cross-entropy on streamed synthetic batches, resuming from the checkpoint."""
+    """Adam + StepLR + cross-entropy on streamed synthetic batches, resuming from the checkpoint.
+
+    The folder `val_set` is scored every `steps_per_validation` steps; the final scores of all
+    folders are computed once by the caller.
+    """
     params, out = config.params, Path(config.run.out)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.rate)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, params.steps_per_rate_decay, params.rate_decay)
@@ -112,7 +117,6 @@ def train_segmentation(
         state.update(scheduler=scheduler.state_dict(), step=step, config=config.to_json())
         atomic_torch_save(state, checkpoint_path)
 
-    writer = SummaryWriter(str(out / "tensorboard"))
     model.train()
     progress = tqdm(total=params.n_steps, initial=step, desc="training", dynamic_ncols=True)
     with MaskStream(mask_generator) as stream:
@@ -130,7 +134,7 @@ def train_segmentation(
                 writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
             if step % params.steps_per_log == 0 or step == params.n_steps:
                 writer.add_scalar("val/loss", synthetic_loss(model, test_set), step)
-            if step % params.steps_per_validation == 0 or step == params.n_steps:
+            if step % params.steps_per_validation == 0 and step < params.n_steps:
                 log_validation(writer, model, test_set, val_set, config, device, step)
                 model.train()
             if step % params.steps_per_checkpoint_save == 0 or step == params.n_steps:
@@ -138,7 +142,6 @@ def train_segmentation(
             if step >= params.n_steps:
                 break
     progress.close()
-    writer.close()
 
 
 @torch.no_grad()
@@ -160,6 +163,14 @@ def build_mask_generator(G, direction, params: SegmentationTrainParams, zs, z_no
     postprocessing = [connected_components_filter] if params.connected_components else []
     rng = torch.Generator().manual_seed(seed)
     return MaskGenerator(G, direction, params, (), postprocessing, zs=zs, z_noise=z_noise, rng=rng).to(device)
+
+
+def log_scores(writer: SummaryWriter, score: dict, step: int) -> None:
+    for name, entry in score.items():
+        if "id" in entry:
+            writer.add_scalar(f"final/{name}/F_max", entry["id"]["F_max"], step)
+            for metric, value in entry["thr"].items():
+                writer.add_scalar(f"final/{name}/{metric}", value, step)
 
 
 def print_table(score: dict) -> None:
@@ -192,9 +203,9 @@ def main(argv: list[str] | None = None) -> dict:
     test_set = make_test_set(mask_generator(run.seed + 1), params.test_samples_count)
     save_samples_grid(out / "gen_sample.png", *test_set[0])
     model = UNet(base_width=run.unet_width).to(device)
-    train_segmentation(
-        model, mask_generator(run.seed), test_set, val_sets[0] if val_sets else None, config, device
-    )
+    writer = SummaryWriter(str(out / "tensorboard"))
+    first_val_set = val_sets[0] if val_sets else None
+    train_segmentation(model, mask_generator(run.seed), test_set, first_val_set, config, device, writer)
 
     model.eval()
     atomic_torch_save(model.state_dict(), out / "segmentation.pth")
@@ -208,6 +219,8 @@ def main(argv: list[str] | None = None) -> dict:
     if run.demo and val_sets:
         score.update(_demo_extras(model, run.val_resize_to, val_sets[0], device))
     write_json(out / "score.json", score)
+    log_scores(writer, score, params.n_steps)
+    writer.close()
     print_table(score)
     if "baselines" in score:
         _print_demo_table(score)
