@@ -145,11 +145,18 @@ def train_segmentation(
 
 
 @torch.no_grad()
-def log_validation(writer, model, test_set, val_set, config, device, step) -> None:
+def log_samples(writer: SummaryWriter, model: UNet, test_set: list[Batch], step: int) -> None:
+    """Synthetic images, their masks and the model's probabilities as a TensorBoard image grid."""
     model.eval()
     images, masks = test_set[0]
-    probabilities = SegmentationInference(model)(images)
-    writer.add_image("synthetic/samples", samples_grid(images, masks, probabilities), step)
+    writer.add_image(
+        "synthetic/samples", samples_grid(images, masks, SegmentationInference(model)(images)), step
+    )
+
+
+@torch.no_grad()
+def log_validation(writer, model, test_set, val_set, config, device, step) -> None:
+    log_samples(writer, model, test_set, step)
     if val_set is not None:
         scores = model_metrics(
             SegmentationInference(model, resize_to=config.run.val_resize_to),
@@ -220,6 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
         score.update(_demo_extras(model, run.val_resize_to, val_sets[0], device))
     write_json(out / "score.json", score)
     log_scores(writer, score, params.n_steps)
+    log_samples(writer, model, test_set, params.n_steps)
     writer.close()
     print_table(score)
     if "baselines" in score:
