@@ -61,9 +61,6 @@ class Discriminator(nn.Module):
             )
         )
         self.linear = SNLinear(out_channels[-1], 1, num_svs=num_D_SVs, num_itrs=num_D_SV_itrs, eps=SN_eps)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d | nn.Linear):
-                nn.init.orthogonal_(module.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Scores [B] for images [B, 3, 32, 32] in [-1, 1]."""

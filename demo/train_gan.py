@@ -78,6 +78,7 @@ def real_batch(pool: torch.Tensor, batch_size: int, generator: torch.Generator) 
 
 
 def init_orthogonal(module: nn.Module) -> nn.Module:
+    """BigGAN-PyTorch's 'ortho' initialisation of every weight matrix and kernel."""
     for layer in module.modules():
         if isinstance(layer, nn.Conv2d | nn.Linear | nn.Embedding):
             nn.init.orthogonal_(layer.weight)
@@ -151,7 +152,11 @@ def train_step(G, D, opt_G, opt_D, pool, config: GANTrainConfig, data_rng, devic
 def build_models(config: GANTrainConfig, device):
     torch.manual_seed(config.seed)
     G = init_orthogonal(Generator(**DEMO_GENERATOR_CONFIG)).to(device).train()
-    D = Discriminator(D_ch=config.D_ch, SN_eps=DEMO_GENERATOR_CONFIG["SN_eps"]).to(device).train()
+    D = (
+        init_orthogonal(Discriminator(D_ch=config.D_ch, SN_eps=DEMO_GENERATOR_CONFIG["SN_eps"]))
+        .to(device)
+        .train()
+    )
     ema = copy.deepcopy(G)
     opt_G = torch.optim.Adam(G.parameters(), lr=config.G_lr, betas=config.betas, eps=1e-6)
     opt_D = torch.optim.Adam(D.parameters(), lr=config.D_lr, betas=config.betas, eps=1e-6)
