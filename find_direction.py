@@ -4,13 +4,16 @@
         --gan_config demo/assets/generator_config.json --out demo/assets/bg_direction.pth \
         --preview images/demo_direction.png
 
-Without --gan_config the generator is the 128-px BigBiGAN. The direction is saved with torch.save as a
-plain float32 tensor (loadable with torch.load(weights_only=True)); the script prints its rating (see
-direction_search.rate_direction).
+Without --gan_config the generator is the 128-px BigBiGAN. --objective picks this project's variant of
+Melas-Kyriazi et al.'s objective (default) or theirs as published (see direction_search). The direction
+is checked (a finite unit vector from a search that did not diverge) before it is saved, atomically, with
+torch.save as a plain float32 tensor (loadable with torch.load(weights_only=True)); the script then
+prints its rating (see direction_search.rate_direction), on latents drawn from --z if given.
 """
 
 import argparse
-from dataclasses import fields
+import sys
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -20,12 +23,27 @@ from BigGAN.gan_load import make_big_gan
 from direction_search import (
     DirectionSearchConfig,
     TwoMapFitConfig,
+    check_test_rows,
     find_direction,
     rate_direction,
+    shift_dim,
     shift_masks,
 )
+from utils.checks import at_least, check_fields, optional
+from utils.cli import run_cli
 from utils.device import resolve_device
+from utils.errors import InputError
+from utils.inputs import load_embeddings
+from utils.run_files import atomic_torch_save
 from utils.train_config import parse_json_object
+
+
+@dataclass
+class ScriptOptions:
+    """The script's own numeric flags; the search's are DirectionSearchConfig's."""
+
+    rating_steps: int = field(default=200, metadata={"check": at_least(1)})
+    threads: int | None = field(default=None, metadata={"check": optional(at_least(1))})
 
 
 def save_preview(G, direction: torch.Tensor, path: Path, samples: int = 8, radius: float = 5.0) -> None:
@@ -54,31 +72,47 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--preview", type=Path, default=None, help="PNG of images, shifted images, masks")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if available)")
     parser.add_argument(
-        "--rating_steps", type=int, default=200, help="Adam steps of the two-map fit rating (original: 200)"
+        "--z",
+        type=Path,
+        default=None,
+        help="embeddings [N, dim_z] (.npy/.pt) to draw the rating's latents from, as the original does "
+        "(default: N(0, I))",
+    )
+    options = ScriptOptions()
+    parser.add_argument(
+        "--rating_steps",
+        type=int,
+        default=options.rating_steps,
+        help="Adam steps of the two-map fit rating (original: 200)",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     defaults = DirectionSearchConfig()
-    for field in fields(DirectionSearchConfig):
-        default = getattr(defaults, field.name)
-        parser.add_argument(f"--{field.name}", type=type(default), default=default)
+    for f in fields(DirectionSearchConfig):
+        default = getattr(defaults, f.name)
+        parser.add_argument(f"--{f.name}", type=type(default), default=default, help=f.metadata.get("help"))
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> torch.Tensor:
+    """Check every flag, search, check the result, then write it; user errors raise `UserError`."""
     args = parse_args(argv)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise SystemExit(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
     config = DirectionSearchConfig(**{f.name: getattr(args, f.name) for f in fields(DirectionSearchConfig)})
-    if config.steps < 1 or config.batch_size < 1 or args.rating_steps < 1:
-        raise SystemExit("--steps, --batch_size and --rating_steps must be at least 1")
+    options = ScriptOptions(rating_steps=args.rating_steps, threads=args.threads)
+    fit = TwoMapFitConfig(train_steps=options.rating_steps)
+    check_fields(config, options)
+    if args.out.is_dir():
+        raise InputError(f"--out {args.out} is a folder; name the file, e.g. {args.out / 'direction.pth'}")
+    if options.threads is not None:
+        torch.set_num_threads(options.threads)
     G = make_big_gan(args.gan_weights, device=resolve_device(args.device), config=args.gan_config)
+    zs = load_embeddings(args.z, shift_dim(G))
+    if zs is not None:
+        check_test_rows(zs, fit)
     direction = find_direction(G, config)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(direction, args.out)
-    rating = rate_direction(G, direction, fit=TwoMapFitConfig(train_steps=args.rating_steps))
+    atomic_torch_save(direction, args.out)
     print(f"saved direction {list(direction.shape)} to {args.out}")
+    rating = rate_direction(G, direction, fit=fit, zs=zs)
     print(" ".join(f"{key}={value:.3f}" for key, value in rating.items()))
     if args.preview is not None:
         save_preview(G, direction, args.preview)
@@ -87,4 +121,4 @@ def main(argv: list[str] | None = None) -> torch.Tensor:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils.errors import UserError
+
 ImagePair = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -66,8 +68,24 @@ def area_filter(masks: torch.Tensor, mask_size_up: float) -> torch.Tensor:
     return masks.flatten(1).float().mean(dim=1) < mask_size_up
 
 
-class MaskGenerationError(RuntimeError):
-    """The filters rejected every sample for `max_retries` generator calls."""
+class MaskGenerationError(UserError, RuntimeError):
+    """The filters rejected every sample for `max_retries` generator calls, or a whole batch of masks
+    was empty or full: the direction or the shift radius does not split images into object and
+    background, and training on such masks would only learn a constant."""
+
+
+def check_masks_vary(masks: torch.Tensor, latent_shift_r: float) -> None:
+    """Raise `MaskGenerationError` when every mask of a batch of two or more is empty, or every one full."""
+    if len(masks) < 2:
+        return
+    coverage = masks.flatten(1).float().mean(dim=1)
+    for what, degenerate in (("empty", coverage == 0), ("full", coverage == 1)):
+        if bool(degenerate.all()):
+            raise MaskGenerationError(
+                f"all {len(masks)} masks of a batch are {what}: the shift by latent_shift_r={latent_shift_r} "
+                "along the direction does not brighten part of the image; check --bg_direction (a zero or "
+                "tiny direction?) and --latent_shift_r"
+            )
 
 
 class MaskGenerator(nn.Module):
@@ -155,7 +173,9 @@ class MaskGenerator(nn.Module):
             masks.append(mask[keep])
             kept += int(keep.sum())
             if kept >= batch_size:
-                return torch.cat(images)[:batch_size], torch.cat(masks)[:batch_size]
+                batch_masks = torch.cat(masks)[:batch_size]
+                check_masks_vary(batch_masks, self.p.latent_shift_r)
+                return torch.cat(images)[:batch_size], batch_masks
         raise MaskGenerationError(
             f"only {kept} of {batch_size} samples passed the filters in {max_retries} generator calls: "
             f"the area filter (mask_size_up={self.p.mask_size_up}) rejected {rejected['area']}, the "

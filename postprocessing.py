@@ -4,6 +4,7 @@
 bilinear resizing) on purpose: reported numbers depend on them at the level of a few 1/255.
 """
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -12,6 +13,8 @@ from PIL import Image
 from skimage.measure import label
 
 MIN_COMPONENT_SHARE = 0.2
+# The U-Net halves its input 4 times, so a shorter side below 2**4 px leaves nothing to pool.
+MIN_NATIVE_SIDE = 16
 Model = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -69,19 +72,21 @@ class SegmentationInference:
     there as `1 - softmax(logits, 1)[:, 0]` (a model giving `[B, h, w]` is taken to give that map
     already, as in the original) and brought back to the input size through another
     8-bit PIL round trip (so it is quantised to multiples of 1/255). Without `resize_to` the model
-    sees the batch as given and the map is not quantised. The original took batches of one; with
-    `resize_to` each image of a batch is processed on its own. Runs under `torch.no_grad()` on the model's
-    device (the input's device for models without parameters); train/eval mode is left to the
-    caller, so put a model with BatchNorm in `eval()` first.
+    sees the batch as given and the map is not quantised, except that images with a side below
+    16 px (too small for the U-Net) take the `resize_to=16` path, with a warning once per instance.
+    The original took batches of one; when resizing, each image of a batch is processed on its own.
+    Runs under `torch.no_grad()` on the model's device (the input's device for models without
+    parameters); train/eval mode is left to the caller, so put a model with BatchNorm in `eval()` first.
     """
 
     def __init__(self, model: Model, resize_to: int | None = None):
         self.model = model
         self.resize_to = resize_to
+        self._warned_tiny = False
 
-    def _prepare(self, img: torch.Tensor) -> torch.Tensor:
+    def _prepare(self, img: torch.Tensor, min_edge: int) -> torch.Tensor:
         """`[3, H, W]` image in [-1, 1] -> `[1, 3, h, w]` network input after the min-edge resize."""
-        size = _min_edge_size(img.shape[-2], img.shape[-1], self.resize_to)
+        size = _min_edge_size(img.shape[-2], img.shape[-1], min_edge)
         rgb = _to_uint8(((img + 1) / 2).permute(1, 2, 0))
         return (_pil_resize(rgb, size).permute(2, 0, 1)[None] * 2 - 1).to(img.device)
 
@@ -90,9 +95,9 @@ class SegmentationInference:
         # Logits [B, 2, h, w] become the class-1 probability; a 3-d output is taken as that map.
         return 1 - torch.softmax(output, dim=1)[:, 0] if output.dim() == 4 else output
 
-    def _resized_probability(self, img: torch.Tensor) -> torch.Tensor:
-        """Probability map `[1, H, W]` of one `[3, H, W]` image, computed at the `resize_to` scale."""
-        prob = self._run(self._prepare(img))
+    def _resized_probability(self, img: torch.Tensor, min_edge: int) -> torch.Tensor:
+        """Probability map `[1, H, W]` of one `[3, H, W]` image, computed with the shorter edge `min_edge`."""
+        prob = self._run(self._prepare(img, min_edge))
         if prob.shape[-2:] == img.shape[-2:]:
             return prob
         return _pil_resize(_to_uint8(prob[0]), tuple(img.shape[-2:]))[None].to(prob.device)
@@ -100,9 +105,23 @@ class SegmentationInference:
     @torch.no_grad()
     def __call__(self, img: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Maps `[B, 3, H, W]` images in [-1, 1] to `[B, H, W]`; `mask` is ignored, as in the original."""
-        if self.resize_to is None:
-            return self._run(img)
-        return torch.cat([self._resized_probability(image) for image in img])
+        min_edge = self.resize_to
+        if min_edge is None:
+            if min(img.shape[-2:]) >= MIN_NATIVE_SIDE:
+                return self._run(img)
+            self._warn_tiny()
+            min_edge = MIN_NATIVE_SIDE
+        return torch.cat([self._resized_probability(image, min_edge) for image in img])
+
+    def _warn_tiny(self) -> None:
+        if not self._warned_tiny:
+            self._warned_tiny = True
+            warnings.warn(
+                f"images with a side below {MIN_NATIVE_SIDE} px are too small for the U-Net at native size: "
+                f"they are resized so that their shorter side is {MIN_NATIVE_SIDE} (bilinear, as with "
+                "resize_to) and the prediction is resized back",
+                stacklevel=2,
+            )
 
 
 class Threshold:

@@ -6,6 +6,7 @@
 Rerunning the same command continues from `<out>/checkpoint.pth`. See README.md.
 """
 
+import math
 import shlex
 import sys
 from collections.abc import Callable, Iterable
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import torch
 from tensorboardX import SummaryWriter
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -22,9 +24,13 @@ from gan_mask_gen import MaskGenerator, MaskStream
 from metrics import F_max, IoU, accuracy, model_metrics
 from postprocessing import SegmentationInference, Threshold, connected_components_filter
 from UNet.unet_model import UNet
+from utils.checkpoint import CHECKPOINT_NAME, check_resumable, read_checkpoint
+from utils.cli import run_cli
 from utils.device import resolve_device
+from utils.errors import UserError
 from utils.inputs import load_direction, load_embeddings
 from utils.run_files import atomic_torch_save, write_json
+from utils.stop_signals import StopRequested, StopSignals
 from utils.train_config import SegmentationTrainParams, TrainConfig, resolve_config
 from utils.weights import load_state_dict_strictly
 from visualization import samples_grid, save_samples_grid
@@ -33,25 +39,30 @@ Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class ValidationSet:
-    """A real image/mask folder pair, named after the folder holding them (e.g. ECSSD)."""
+    """A real image/mask folder pair, named after the folder holding them (e.g. ECSSD).
 
-    def __init__(self, name: str, images_dir: str, masks_dir: str):
+    Every file is decoded when the set is made, so a damaged one is named before training starts.
+    """
+
+    def __init__(self, name: str, images_dir: str, masks_dir: str, skip_bad_files: bool = False):
         self.name = name
-        self.dataset = SegmentationDataset(images_dir, masks_dir, crop=False)
+        self.dataset = SegmentationDataset(images_dir, masks_dir, crop=False, skip_bad_files=skip_bad_files)
 
     def batches(self, device: torch.device):
         loader = DataLoader(self.dataset, batch_size=1, shuffle=False)
         return ((image.to(device), mask.to(device)) for image, mask in loader)
 
 
-def validation_sets(images_dirs: list[str], masks_dirs: list[str]) -> list[ValidationSet]:
+def validation_sets(
+    images_dirs: list[str], masks_dirs: list[str], skip_bad_files: bool
+) -> list[ValidationSet]:
     sets, names = [], set()
     for images_dir, masks_dir in zip(images_dirs, masks_dirs, strict=True):
         name = Path(images_dir).resolve().parent.name or Path(images_dir).name
         while name in names:
             name += "_"
         names.add(name)
-        sets.append(ValidationSet(name, images_dir, masks_dir))
+        sets.append(ValidationSet(name, images_dir, masks_dir, skip_bad_files))
     return sets
 
 
@@ -62,9 +73,11 @@ def make_test_set(mask_generator: MaskGenerator, count: int) -> list[Batch]:
 
 
 @torch.no_grad()
-def synthetic_loss(model: UNet, test_set: list[Batch]) -> float:
+def synthetic_loss(model: UNet, test_set: list[Batch], train_mode: bool = False) -> float:
+    """Mean cross-entropy on the synthetic test set; `train_mode` runs the U-Net as the original did,
+    on batch statistics and updating BatchNorm's running averages."""
     was_training = model.training
-    model.eval()
+    model.train(train_mode)
     losses = [torch.nn.functional.cross_entropy(model(images), masks).item() for images, masks in test_set]
     model.train(was_training)
     return sum(losses) / len(losses)
@@ -82,6 +95,14 @@ def evaluate(model: UNet, batches: Callable[[], Iterable[Batch]], resize_to: int
     }
 
 
+class DivergenceError(UserError, RuntimeError):
+    """The loss or the U-Net's weights stopped being finite numbers."""
+
+
+def non_finite_weights(model: nn.Module) -> list[str]:
+    return [name for name, value in model.state_dict().items() if not torch.isfinite(value).all()]
+
+
 def train_segmentation(
     model: UNet,
     mask_generator: MaskGenerator,
@@ -90,38 +111,61 @@ def train_segmentation(
     config: TrainConfig,
     device: torch.device,
     writer: SummaryWriter,
+    checkpoint: dict | None = None,
 ) -> None:
-    """Adam + StepLR + cross-entropy on streamed synthetic batches, resuming from the checkpoint.
+    """Adam + StepLR + cross-entropy on streamed synthetic batches, continuing `checkpoint` if given.
 
     The folder `val_set` is scored every `steps_per_validation` steps; the final scores of all
-    folders are computed once by the caller.
+    folders are computed once by the caller. A non-finite loss or weights stop training with
+    `DivergenceError` and leave the last checkpoint as it was; SIGINT/SIGTERM save a checkpoint
+    after the current step and raise `StopRequested`.
     """
     params, out = config.params, Path(config.run.out)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.rate)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, params.steps_per_rate_decay, params.rate_decay)
-    checkpoint_path = out / "checkpoint.pth"
-    step = 0
-    if checkpoint_path.is_file():
-        checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+    checkpoint_path = out / CHECKPOINT_NAME
+    step = saved_step = 0
+    if checkpoint is not None:
         load_state_dict_strictly(model, checkpoint["model"], str(checkpoint_path))
         optimizer.load_state_dict(checkpoint["opt"])
         scheduler.load_state_dict(checkpoint["scheduler"])
         mask_generator.rng.set_state(checkpoint["rng"])
-        step = checkpoint["step"]
+        step = saved_step = checkpoint["step"]
         print(f"Resuming from {checkpoint_path} at step {step}")
     if step >= params.n_steps:
         return
 
+    def diverged(at_step: int, what: str) -> DivergenceError:
+        kept = (
+            f"the checkpoint of step {saved_step} in {checkpoint_path} is kept"
+            if saved_step
+            else "no checkpoint"
+        )
+        return DivergenceError(
+            f"training diverged at step {at_step}: {what}; {kept} and segmentation.pth was not written. "
+            f"Likely causes: a learning rate too high (--rate {params.rate}), latents far from N(0, I) "
+            "(--z, --z_noise), or a generator giving non-finite images. Retry with other settings in a "
+            f"new --out (or delete {checkpoint_path})"
+        )
+
     def save_checkpoint(rng_state: torch.Tensor) -> None:
+        nonlocal saved_step
+        bad = non_finite_weights(model)
+        if bad:
+            raise diverged(step, f"{len(bad)} U-Net tensors are not finite ({', '.join(bad[:3])})")
         state = {"model": model.state_dict(), "opt": optimizer.state_dict(), "rng": rng_state}
         state.update(scheduler=scheduler.state_dict(), step=step, config=config.to_json())
         atomic_torch_save(state, checkpoint_path)
+        saved_step = step
 
     model.train()
     progress = tqdm(total=params.n_steps, initial=step, desc="training", dynamic_ncols=True)
-    with MaskStream(mask_generator) as stream:
+    with StopSignals() as stop, MaskStream(mask_generator) as stream, progress:
         for images, masks in stream:
             loss = torch.nn.functional.cross_entropy(model(images), masks)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                raise diverged(step + 1, f"the loss is {loss_value}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -129,19 +173,24 @@ def train_segmentation(
             step += 1
             progress.update()
             if step % 10 == 0 or step == params.n_steps:
-                progress.set_postfix(loss=f"{loss.item():.4f}")
-                writer.add_scalar("train/loss", loss.item(), step)
+                progress.set_postfix(loss=f"{loss_value:.4f}")
+                writer.add_scalar("train/loss", loss_value, step)
                 writer.add_scalar("train/lr", scheduler.get_last_lr()[0], step)
             if step % params.steps_per_log == 0 or step == params.n_steps:
-                writer.add_scalar("val/loss", synthetic_loss(model, test_set), step)
+                val_loss = synthetic_loss(model, test_set, params.synthetic_loss_train_mode)
+                writer.add_scalar("val/loss", val_loss, step)
             if step % params.steps_per_validation == 0 and step < params.n_steps:
                 log_validation(writer, model, test_set, val_set, config, device, step)
                 model.train()
-            if step % params.steps_per_checkpoint_save == 0 or step == params.n_steps:
+            if step % params.steps_per_checkpoint_save == 0 or step == params.n_steps or stop.received:
                 save_checkpoint(stream.rng_state)
+            if stop.received:
+                raise StopRequested(
+                    f"checkpoint of step {step} saved in {checkpoint_path}; rerun the command to continue",
+                    stop.received,
+                )
             if step >= params.n_steps:
                 break
-    progress.close()
 
 
 @torch.no_grad()
@@ -189,46 +238,54 @@ def print_table(score: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
+    """Check every input, then train (or continue training) and evaluate; returns `score.json`'s content.
+
+    Nothing is written to `--out` before the flags, files, folders, checkpoint and the first
+    synthetic batches have passed their checks.
+    """
     argv = sys.argv[1:] if argv is None else argv
     config = resolve_config(argv, demo_preset=_demo_preset)
     run, params = config.run, config.params
     out = Path(run.out)
-    val_sets = validation_sets(run.val_images_dirs, run.val_masks_dirs)
+    checkpoint = read_checkpoint(out / CHECKPOINT_NAME)
+    if checkpoint is not None:
+        check_resumable(checkpoint, config, out / CHECKPOINT_NAME)
     device = resolve_device(run.device)
+    val_sets = validation_sets(run.val_images_dirs, run.val_masks_dirs, run.skip_bad_files)
     torch.manual_seed(run.seed)
     G = make_big_gan(run.gan_weights, device=device, config=run.gan_config)
     direction = load_direction(run.bg_direction, G.dim_shift)
     zs = load_embeddings(run.z, G.dim_z)
 
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "args.json", config.to_json())
-    (out / "command.sh").write_text(shlex.join(["python", "train_segmentation.py", *argv]) + "\n")
-
     def mask_generator(seed: int) -> MaskGenerator:
         return build_mask_generator(G, direction, params, zs, run.z_noise, seed, device)
 
     test_set = make_test_set(mask_generator(run.seed + 1), params.test_samples_count)
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "args.json", config.to_json())
+    (out / "command.sh").write_text(shlex.join(["python", "train_segmentation.py", *argv]) + "\n")
     save_samples_grid(out / "gen_sample.png", *test_set[0])
     model = UNet(base_width=run.unet_width).to(device)
-    writer = SummaryWriter(str(out / "tensorboard"))
     first_val_set = val_sets[0] if val_sets else None
-    train_segmentation(model, mask_generator(run.seed), test_set, first_val_set, config, device, writer)
-
-    model.eval()
-    atomic_torch_save(model.state_dict(), out / "segmentation.pth")
-    score = {
-        "synthetic": {**evaluate(model, lambda: test_set, None), "loss": synthetic_loss(model, test_set)}
-    }
-    for val_set in val_sets:
-        score[val_set.name] = evaluate(
-            model, lambda val_set=val_set: val_set.batches(device), run.val_resize_to
+    with SummaryWriter(str(out / "tensorboard")) as writer:
+        train_segmentation(
+            model, mask_generator(run.seed), test_set, first_val_set, config, device, writer, checkpoint
         )
-    if run.demo and val_sets:
-        score.update(_demo_extras(model, run.val_resize_to, val_sets[0], device))
-    write_json(out / "score.json", score)
-    log_scores(writer, score, params.n_steps)
-    log_samples(writer, model, test_set, params.n_steps)
-    writer.close()
+        model.eval()
+        atomic_torch_save(model.state_dict(), out / "segmentation.pth")
+        score = {
+            "synthetic": {**evaluate(model, lambda: test_set, None), "loss": synthetic_loss(model, test_set)}
+        }
+        for val_set in val_sets:
+            score[val_set.name] = evaluate(
+                model, lambda val_set=val_set: val_set.batches(device), run.val_resize_to
+            )
+        if run.demo and val_sets:
+            score.update(_demo_extras(model, run.val_resize_to, val_sets[0], device))
+        write_json(out / "score.json", score)
+        log_scores(writer, score, params.n_steps)
+        log_samples(writer, model, test_set, params.n_steps)
     print_table(score)
     if "baselines" in score:
         _print_demo_table(score)
@@ -254,4 +311,4 @@ def _print_demo_table(score: dict) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

@@ -3,6 +3,7 @@
 This is the only module that reads generator weight files.
 """
 
+import json
 from pathlib import Path
 
 import torch
@@ -10,6 +11,7 @@ from torch import nn
 
 from BigGAN.model.BigGAN import Generator
 from utils.device import resolve_device
+from utils.errors import InputError
 from utils.weights import load_state_dict_strictly, read_state_dict
 
 DOWNLOAD_HINT = "run download_all.sh to fetch BigBiGAN_x1.pth, or pass the path with --gan_weights"
@@ -20,7 +22,7 @@ SV_LOG_KEYS = r"(.*\.)?sv\d+"
 def make_biggan_config(resolution: int = 128) -> dict:
     """The BigBiGAN generator configuration (BigGAN-PyTorch names) at 128, 256 or 512 pixels."""
     if resolution not in (128, 256, 512):
-        raise ValueError(f"no BigBiGAN config for resolution {resolution}: use 128, 256 or 512")
+        raise InputError(f"no BigBiGAN config for resolution {resolution}: use 128, 256 or 512")
     return {
         "G_ch": 96,
         "dim_z": 120,
@@ -75,6 +77,9 @@ def make_big_gan(
     `config` overrides entries of `make_biggan_config(resolution)`, for other generators of the
     same class (narrow test generators, the demo generator).
     """
-    generator = Generator(**{**make_biggan_config(resolution), **(config or {})})
+    try:
+        generator = Generator(**{**make_biggan_config(resolution), **(config or {})})
+    except (TypeError, ValueError) as error:
+        raise InputError(f"generator config {json.dumps(config)} is not valid: {error}") from error
     load_generator_weights(generator, weights_path)
     return UnconditionalBigGAN(generator).to(resolve_device(device)).eval()

@@ -7,6 +7,15 @@ import torch
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """Scripts run in-process may set torch's thread count (`--threads`); later tests must not inherit
+    it, since results that are compared bit for bit with a subprocess depend on it."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 def load_fixture(name: str) -> dict[str, torch.Tensor]:
     return torch.load(FIXTURES / name, weights_only=True)
 

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -11,18 +12,27 @@ from BigGAN.gan_load import UnconditionalBigGAN, make_biggan_config
 from BigGAN.model.BigGAN import Generator
 from demo.assets import DEMO_GENERATOR_CONFIG
 from direction_search import (
+    KORNIA_SOBEL_EPS,
+    MELAS_KYRIAZI,
     BestOfAffineMaps,
     DirectionSearchConfig,
+    DirectionSearchError,
     TwoMapFitConfig,
     centre_weight,
+    draw_radii,
     frozen,
     gray,
+    objective_parts,
+    outside_circle_weight,
     rate_direction,
     sobel_magnitude,
     two_map_fit_error,
 )
 from direction_search import find_direction as search
+from gan_mask_gen import rgb2gray
 from tests.weight_fill import fill_module
+from utils.cli import run_cli
+from utils.errors import InputError
 
 
 def demo_generator(seed: int = 0) -> UnconditionalBigGAN:
@@ -121,20 +131,69 @@ def test_rating_reports_shares_in_range():
     assert all(0 <= value <= 1 for value in rating.values())
 
 
-def test_cli_saves_a_weights_only_tensor(tmp_path, capsys):
+@pytest.fixture
+def demo_flags(tmp_path) -> list[str]:
+    """--gan_weights/--gan_config of a small demo generator on the CPU, and a short search."""
     weights = tmp_path / "g.pth"
     torch.save(demo_generator().big_gan.state_dict(), weights)
     config_path = tmp_path / "g.json"
     config_path.write_text(json.dumps(DEMO_GENERATOR_CONFIG))
+    files = ["--gan_weights", str(weights), "--gan_config", str(config_path)]
+    return files + ["--device", "cpu", "--steps", "2", "--batch_size", "2"]
+
+
+def test_cli_saves_a_weights_only_tensor(tmp_path, capsys, demo_flags):
     out = tmp_path / "d.pth"
     find_direction.main(
-        ["--gan_weights", str(weights), "--gan_config", str(config_path), "--out", str(out)]
-        + ["--steps", "2", "--batch_size", "2", "--device", "cpu", "--preview", str(tmp_path / "p.png")]
+        demo_flags + ["--out", str(out), "--preview", str(tmp_path / "p.png"), "--rating_steps", "5"]
     )
     direction = torch.load(out, weights_only=True)
     assert direction.shape == (120,) and direction.norm().item() == pytest.approx(1.0, abs=1e-5)
     assert "two_map_fit_error=" in capsys.readouterr().out
     assert (tmp_path / "p.png").exists()
+
+
+def error_lines(capsys) -> list[str]:
+    """The `error: ...` lines on stderr (the progress bar may also write there)."""
+    return [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+
+
+def test_cli_checks_every_flag_before_anything_runs(tmp_path, capsys):
+    out = tmp_path / "d.pth"
+    flags = ["--gan_weights", str(tmp_path / "missing.pth"), "--out", str(out)]
+    bad = ["--steps", "0", "--lr", "-1", "--radius_std", "nan", "--rating_steps", "0", "--threads", "0"]
+    assert run_cli(find_direction.main, flags + bad) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: --steps 0: ")
+    for flag in ("--lr -1.0: ", "--radius_std nan: ", "--rating_steps 0: ", "--threads 0: "):
+        assert flag in err
+    assert "missing.pth" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("lr", ["inf", "nan", "0"])
+def test_cli_refuses_a_learning_rate_that_cannot_work(tmp_path, capsys, demo_flags, lr):
+    out = tmp_path / "d.pth"
+    assert run_cli(find_direction.main, demo_flags + ["--out", str(out), "--lr", lr]) == 1
+    assert error_lines(capsys) == [f"error: --lr {float(lr)}: must be a finite number above 0"]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("lr", ["1e20", "1e38"])
+def test_cli_diverging_search_fails_and_keeps_the_old_file(tmp_path, capsys, demo_flags, lr):
+    out = tmp_path / "d.pth"
+    out.write_bytes(b"previous direction")
+    assert run_cli(find_direction.main, demo_flags + ["--out", str(out), "--lr", lr]) == 1
+    [line] = error_lines(capsys)
+    assert "at step 1 of 2" in line and f"--lr {float(lr)} is probably too high" in line
+    assert out.read_bytes() == b"previous direction"
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith("d.pth")] == ["d.pth"]
+
+
+def test_cli_reports_missing_weights_as_a_user_error(tmp_path, capsys):
+    out = tmp_path / "d.pth"
+    assert run_cli(find_direction.main, ["--gan_weights", str(tmp_path / "g.pth"), "--out", str(out)]) == 1
+    [line] = error_lines(capsys)
+    assert "g.pth" in line and not out.exists()
 
 
 def test_cli_rejects_an_unreadable_config(tmp_path, capsys):
@@ -152,3 +211,146 @@ def test_search_runs_on_the_full_bigbigan_config():
     direction = search(G, DirectionSearchConfig(steps=1, batch_size=2), progress=False)
     assert direction.shape == (120,)
     assert direction.norm().item() == pytest.approx(1.0, abs=1e-5)
+
+
+class ScriptedGenerator(nn.Module):
+    """Images that depend on z + shift (or not at all, `uses_shift` False); from call `finite_calls` + 1
+    on, gen_shifted returns NaN images."""
+
+    dim_z = 4
+
+    def __init__(self, finite_calls: int = 10**6, uses_shift: bool = True):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(()))
+        self.finite_calls, self.uses_shift, self.calls = finite_calls, uses_shift, 0
+        ramp = torch.linspace(-1, 1, 8)
+        self.register_buffer("ramp", ramp.view(1, 1, 1, 8) * ramp.view(1, 1, 8, 1))
+
+    def forward(self, z):
+        return torch.tanh(z[:, :3, None, None] * (1 + self.ramp) + z[:, 3:, None, None])
+
+    def gen_shifted(self, z, shift):
+        self.calls += 1
+        images = self.forward(z + shift if self.uses_shift else z)
+        return images if self.calls <= self.finite_calls else images * float("nan")
+
+
+def test_search_stops_at_the_first_non_finite_loss():
+    G = ScriptedGenerator(finite_calls=2)
+    with pytest.raises(DirectionSearchError, match=r"loss became nan at step 3 of 50: --lr 0.005"):
+        search(G, DirectionSearchConfig(steps=50, batch_size=2), progress=False)
+    assert G.calls == 3
+
+
+def test_search_blames_the_generator_when_the_first_loss_is_not_finite():
+    with pytest.raises(DirectionSearchError, match="step 1, before any update"):
+        search(
+            ScriptedGenerator(finite_calls=0), DirectionSearchConfig(steps=5, batch_size=2), progress=False
+        )
+
+
+@pytest.mark.parametrize("objective", ["variant", MELAS_KYRIAZI])
+def test_search_refuses_a_generator_that_ignores_the_shift(objective):
+    config = DirectionSearchConfig(steps=3, batch_size=2, objective=objective)
+    with pytest.raises(DirectionSearchError, match="do not depend on the shift"):
+        search(ScriptedGenerator(uses_shift=False), config, progress=False)
+
+
+class ZeroGradientGenerator(ScriptedGenerator):
+    def gen_shifted(self, z, shift):
+        return self.forward(z) + 0 * shift.sum()
+
+
+def test_search_refuses_a_zero_gradient():
+    with pytest.raises(DirectionSearchError, match=r"zero gradient in all 3 steps"):
+        search(ZeroGradientGenerator(), DirectionSearchConfig(steps=3, batch_size=2), progress=False)
+
+
+def test_search_checks_its_config():
+    with pytest.raises(InputError, match=r"--radius_min 0.0: must be a finite number above 0"):
+        search(demo_generator(), DirectionSearchConfig(radius_min=0.0), progress=False)
+
+
+def test_default_search_is_unchanged():
+    """First elements of the direction the search gave before the published objective was added."""
+    direction = search(demo_generator(), DirectionSearchConfig(steps=3, batch_size=4), progress=False)
+    expected = [-0.11724833, -0.10373471, -0.03487734, -0.03641038, 0.09227589, 0.07765082]
+    torch.testing.assert_close(direction[:6], torch.tensor(expected), rtol=0, atol=1e-5)
+
+
+def test_published_brightness_weight_is_four_times_the_centred_distance():
+    root2 = 2**0.5
+    distance = torch.tensor([[root2, 1, root2], [1, 0, 1], [root2, 1, root2]])
+    expected = 4 * (distance - (4 * root2 + 4) / 9)
+    torch.testing.assert_close(outside_circle_weight(3, 3), expected)
+    parts = objective_parts(DirectionSearchConfig(objective=MELAS_KYRIAZI), 3, 3)
+    assert parts.intensity is rgb2gray and parts.sobel_eps == KORNIA_SOBEL_EPS == 1e-6
+    torch.testing.assert_close(parts.weight, expected)
+
+
+def test_published_radii_are_drawn_per_latent_coordinate():
+    config = DirectionSearchConfig(batch_size=3, objective=MELAS_KYRIAZI, radius_std=3.0)
+    radii = draw_radii(config, 5, torch.Generator().manual_seed(7))
+    normal = torch.randn(3, 5, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(radii, (normal * 3.0 + 2.0).clamp(min=0.1))
+    assert (radii == 0.1).any()  # the clip at radius_min
+    per_image = draw_radii(DirectionSearchConfig(batch_size=3), 5, torch.Generator().manual_seed(7))
+    assert per_image.shape == (3, 1)
+
+
+def test_published_objective_gives_a_finite_unit_direction():
+    G = demo_generator()
+    config = DirectionSearchConfig(steps=3, batch_size=4, objective=MELAS_KYRIAZI)
+    direction = search(G, config, progress=False)
+    assert direction.shape == (G.dim_z,) and torch.isfinite(direction).all()
+    assert direction.norm().item() == pytest.approx(1.0, abs=1e-5)
+    variant = search(G, DirectionSearchConfig(steps=3, batch_size=4), progress=False)
+    assert not torch.allclose(direction, variant)
+
+
+class RecordingGenerator(ToyGenerator):
+    """ToyGenerator that keeps every latent batch gen_shifted is called with."""
+
+    def __init__(self):
+        super().__init__(two_maps=True)
+        self.seen = []
+
+    def gen_shifted(self, z, shift):
+        self.seen.append(z.clone())
+        return super().gen_shifted(z, shift)
+
+
+def test_rating_with_embeddings_draws_rows_and_tests_on_the_original_slice():
+    zs = torch.randn(12, 6, generator=torch.Generator().manual_seed(0))
+    G = RecordingGenerator()
+    config = TwoMapFitConfig(train_steps=6, test_batches=2, batch_size=2)
+    rate_direction(G, torch.zeros(6), samples=5, fit=config, zs=zs)
+    masks, *fit_batches = G.seen
+    for batch in [masks] + fit_batches:
+        assert all((row == zs).all(dim=1).any() for row in batch)
+    # test step i reads the batch i - test_batches: rows 2 * (6 - 2) = 8 .. 11
+    torch.testing.assert_close(torch.cat(fit_batches[-2:]), zs[8:12])
+
+
+def test_rating_with_too_few_embeddings_names_the_rows_it_needs():
+    with pytest.raises(InputError, match=r"rows 8\.\.11, .* the 11 rows given"):
+        two_map_fit_error(
+            ToyGenerator(two_maps=True), torch.zeros(6), TwoMapFitConfig(6, 2, 2), torch.zeros(11, 6)
+        )
+
+
+def test_cli_rates_on_embeddings(tmp_path, capsys, demo_flags):
+    embeddings = tmp_path / "z.npy"
+    np.save(embeddings, np.random.default_rng(0).standard_normal((20, 120)).astype(np.float32))
+    out = tmp_path / "d.pth"
+    find_direction.main(demo_flags + ["--out", str(out), "--z", str(embeddings), "--rating_steps", "5"])
+    assert "two_map_fit_error=" in capsys.readouterr().out and out.exists()
+
+
+def test_cli_checks_the_embeddings_before_searching(tmp_path, capsys, demo_flags):
+    embeddings = tmp_path / "z.npy"
+    np.save(embeddings, np.zeros((10, 120), dtype=np.float32))
+    out = tmp_path / "d.pth"
+    assert run_cli(find_direction.main, demo_flags + ["--out", str(out), "--z", str(embeddings)]) == 1
+    [line] = error_lines(capsys)
+    assert "rows 780..799," in line and "the 10 rows given" in line and not out.exists()

@@ -81,8 +81,33 @@ def test_pickle_refused_by_weights_only_is_an_error(tmp_path):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
         pickle.dump({"linear.weight": NotATensor()}, f)
-    with pytest.raises(WeightsError, match="not a readable weights-only checkpoint"):
+    with pytest.raises(WeightsError, match="pickled objects other than tensors"):
         make_big_gan(path, config=TINY, device="cpu")
+
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"", "it is empty"),
+        (b"hello, these are not weights\n", "it starts with b'hello"),
+        (b"\n<!DOCTYPE html><html><body>Dropbox</body></html>", "HTML page"),
+    ],
+)
+def test_files_that_are_not_checkpoints_are_named(tmp_path, content, reason):
+    path = tmp_path / "BigBiGAN_x1.pth"
+    path.write_bytes(content)
+    with pytest.raises(WeightsError, match=f"{path}.*{reason}.*download_all.sh"):
+        make_big_gan(path, config=TINY, device="cpu")
+    with pytest.raises(WeightsError, match=reason):
+        load_unet(path, device="cpu")
+
+
+def test_truncated_checkpoint_is_named(tmp_path):
+    torch.save(tiny_generator_state(), tmp_path / "whole.pth")
+    data = (tmp_path / "whole.pth").read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(WeightsError, match="cut.pth cannot be read: torch.load failed"):
+        make_big_gan(tmp_path / "cut.pth", config=TINY, device="cpu")
 
 
 def test_unet_loading_is_strict(tmp_path):

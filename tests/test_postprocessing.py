@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 
@@ -94,10 +96,10 @@ def test_threshold_reproduces_reference(inference_ref, i):
 
 def test_without_resize_the_model_sees_the_image_and_the_map_is_not_quantised():
     g = torch.Generator().manual_seed(0)
-    img = torch.rand(2, 3, 9, 13, generator=g) * 2 - 1
-    logits = torch.randn(2, 2, 9, 13, generator=g)
+    img = torch.rand(2, 3, 16, 21, generator=g) * 2 - 1
+    logits = torch.randn(2, 2, 16, 21, generator=g)
     model = Recorder(logits)
-    prob = SegmentationInference(model)(img, mask=torch.ones(2, 9, 13))
+    prob = SegmentationInference(model)(img, mask=torch.ones(2, 16, 21))
     assert len(model.inputs) == 1 and torch.equal(model.inputs[0], img)
     assert torch.equal(prob, 1 - torch.softmax(logits, 1)[:, 0])
 
@@ -110,3 +112,22 @@ def test_batches_are_processed_image_by_image():
     assert batch.shape == (2, 40, 30)
     assert torch.equal(batch, torch.cat([inference(img[:1]), inference(img[1:])]))
     assert ((batch * 255) - (batch * 255).round()).abs().max() < 1e-4  # 8-bit round trip to 40 x 30
+
+
+@pytest.mark.parametrize(("height", "width", "network_size"), [(1, 1, (16, 16)), (7, 20, (16, 45))])
+def test_images_below_16_px_are_resized_up_at_native_size(height, width, network_size):
+    unet = fill_module(UNet(base_width=4), 0)
+    seen = []
+    unet.register_forward_hook(lambda module, args, output: seen.append(args[0].shape[-2:]))
+    img = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    inference = SegmentationInference(unet)
+    with pytest.warns(UserWarning, match="below 16 px"):
+        prob = inference(img)
+    assert prob.shape == (2, height, width) and seen == [network_size] * 2
+    assert torch.equal(prob, SegmentationInference(unet, resize_to=16)(img))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        inference(img)  # the note is given once
+    with pytest.warns(UserWarning, match="below 16 px"):
+        mask = Threshold(unet)(img)
+    assert mask.dtype == torch.bool and torch.equal(mask, prob >= 0.5)

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from gan_mask_gen import MaskSynthesizing
-from utils.train_config import SegmentationTrainParams, resolve_config
+from utils.errors import InputError
+from utils.train_config import SegmentationTrainParams, resolve_config, resume_changes
 
 
 def test_defaults_are_those_of_the_original_work():
@@ -42,21 +43,181 @@ def test_command_line_overrides_args_file_which_overrides_preset(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        ([], "--out is required"),
         (["--out", "x", "--maxes_filter", "maybe"], "expected true or false"),
         (["--out", "x", "--synthezing", "shadows"], "expected lighting or mean_thr"),
-        (["--out", "x", "--val_images_dir", "a"], "same number of folders"),
         (["--out", "x", "--gan_config", "{not json"], "not a JSON object"),
+        (["--out", "x", "--batch_size", "ten"], "invalid int value"),
     ],
 )
-def test_bad_flags_are_named(argv, message, capsys):
+def test_unparsable_flags_are_named(argv, message, capsys):
     with pytest.raises(SystemExit):
         resolve_config(argv)
     assert message in capsys.readouterr().err
 
 
-def test_unknown_entry_in_args_file_is_named(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        ([], "--out is required"),
+        (["--val_images_dir", "a"], "same number of folders"),
+        (["--batch_size", "0"], "--batch_size 0: must be a whole number of at least 1"),
+        (["--n_steps", "0"], "--n_steps 0: must be a whole number of at least 1"),
+        (["--steps_per_checkpoint_save", "0"], "--steps_per_checkpoint_save 0: must be"),
+        (["--steps_per_log", "-2"], "--steps_per_log -2: must be"),
+        (["--test_samples_count", "0"], "--test_samples_count 0: must be"),
+        (["--rate", "1e400"], "--rate inf: must be a finite number above 0"),
+        (["--rate", "nan"], "--rate nan: must be a finite number above 0"),
+        (["--rate", "0"], "--rate 0.0: must be a finite number above 0"),
+        (["--rate_decay", "-0.2"], "--rate_decay -0.2: must be a finite number above 0"),
+        (["--latent_shift_r", "0"], "--latent_shift_r 0.0: must be a finite number other than 0"),
+        (["--mask_size_up", "0"], "--mask_size_up 0.0: must be a finite number above 0"),
+        (["--z_noise", "-1"], "--z_noise -1.0: must be a finite number, 0 or above"),
+        (["--unet_width", "0"], "--unet_width 0: must be"),
+        (["--val_resize_to", "-5"], "--val_resize_to -5: must be"),
+        (["--val_resize_to", "8"], "--val_resize_to 8: must be a whole number of at least 16"),
+    ],
+)
+def test_bad_values_are_named_before_the_run(flags, message):
+    argv = flags if message == "--out is required" else ["--out", "x", *flags]
+    with pytest.raises(InputError, match=message.replace("(", r"\(")):
+        resolve_config(argv)
+
+
+def test_every_bad_value_is_reported_at_once():
+    with pytest.raises(InputError) as error:
+        resolve_config(["--out", "x", "--batch_size", "0", "--rate", "-1", "--n_steps", "0"])
+    assert str(error.value).splitlines() == [
+        "--rate -1.0: must be a finite number above 0",
+        "--n_steps 0: must be a whole number of at least 1",
+        "--batch_size 0: must be a whole number of at least 1",
+    ]
+
+
+def test_negative_shift_radius_is_allowed():
+    assert resolve_config(["--out", "x", "--latent_shift_r", "-5"]).params.latent_shift_r == -5
+
+
+def test_unknown_entry_in_args_file_is_named(tmp_path):
     (tmp_path / "args.json").write_text(json.dumps({"out": "x", "n_stepz": 3}))
-    with pytest.raises(SystemExit):
+    with pytest.raises(InputError, match="unknown entry 'n_stepz'"):
         resolve_config(["--args", str(tmp_path / "args.json")])
-    assert "unknown entry 'n_stepz'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"val_images_dirs": "images"}, "'val_images_dirs' is \"images\": expected a list of folder paths"),
+        ({"n_steps": 12.5}, "'n_steps' is 12.5: expected a whole number"),
+        ({"n_steps": True}, "'n_steps' is true: expected a whole number"),
+        ({"maxes_filter": 1}, "'maxes_filter' is 1: expected true or false"),
+        ({"rate": [0.1]}, "'rate' is \\[0.1\\]: expected a number"),
+        ({"gan_config": "G_ch"}, "'gan_config' is \"G_ch\": expected a JSON object"),
+        ({"batch_size": "many"}, "'batch_size' is \"many\": invalid literal"),
+        ({"gen_devices": "0 1"}, "'gen_devices' is \"0 1\": expected GPU numbers"),
+    ],
+)
+def test_args_file_values_are_type_checked(tmp_path, entry, message):
+    (tmp_path / "args.json").write_text(json.dumps({"out": "x", **entry}))
+    with pytest.raises(InputError, match=message):
+        resolve_config(["--args", str(tmp_path / "args.json")])
+
+
+def test_args_file_values_are_range_checked(tmp_path):
+    (tmp_path / "args.json").write_text(json.dumps({"out": "x", "batch_size": 0}))
+    with pytest.raises(InputError, match="--batch_size 0: must be"):
+        resolve_config(["--args", str(tmp_path / "args.json")])
+
+
+def test_args_file_keeps_native_size_validation(tmp_path):
+    (tmp_path / "args.json").write_text(json.dumps({"out": "x", "val_resize_to": None, "z": None}))
+    config = resolve_config(["--args", str(tmp_path / "args.json")])
+    assert config.run.val_resize_to is None and config.run.z is None
+
+
+def original_args_json(**changes) -> dict:
+    """An args.json as the original train_segmentation.py wrote it: argparse's namespace, unset
+    training flags as null, GPU ids as integers."""
+    unset = dict.fromkeys(
+        ["rate", "steps_per_rate_decay", "rate_decay", "n_steps", "latent_shift_r", "batch_size"]
+        + ["steps_per_log", "steps_per_checkpoint_save", "steps_per_validation", "test_samples_count"]
+        + ["synthezing", "mask_size_up", "connected_components", "maxes_filter"]
+    )
+    return {
+        "args": None,
+        "out": "results",
+        "gan_weights": "BigGAN/weights/BigBiGAN_x1.pth",
+        "bg_direction": "BigGAN/weights/bg_direction.pth",
+        "device": 0,
+        "gen_devices": [0, 1],
+        "seed": 2,
+        "z": "embeddings/BigBiGAN_ImageNet_z.npy",
+        "z_noise": 0.0,
+        "val_images_dirs": [None],
+        "val_masks_dirs": [None],
+        **unset,
+        **changes,
+    }
+
+
+def test_args_json_of_the_original_is_accepted(tmp_path, capsys):
+    (tmp_path / "args.json").write_text(json.dumps(original_args_json(synthezing="mean_thr", rate=0.002)))
+    config = resolve_config(["--args", str(tmp_path / "args.json")])
+    assert config.run.device == "cuda:0"
+    assert config.run.z == "embeddings/BigBiGAN_ImageNet_z.npy"
+    assert config.run.val_images_dirs == [] and config.run.val_masks_dirs == []
+    expected = SegmentationTrainParams(batch_size=94, rate=0.002, synthezing=MaskSynthesizing.MEAN_THR)
+    assert config.params == expected
+    assert (
+        "gen_devices [0, 1]: the original generated 2 × 47 = 94 samples per step" in capsys.readouterr().err
+    )
+
+
+def test_gen_devices_flag_splits_the_batch_as_the_original(capsys):
+    config = resolve_config(["--out", "x", "--gen_devices", "0", "1", "2", "--batch_size", "64"])
+    assert config.params.batch_size == 63
+    assert "3 × 21 = 63" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "given, device", [("0", "cuda:0"), ("1", "cuda:1"), ("cpu", "cpu"), ("cuda", "cuda")]
+)
+def test_device_accepts_the_original_gpu_index(given, device):
+    assert resolve_config(["--out", "x", "--device", given]).run.device == device
+
+
+def test_faithful_reproduces_the_original_training():
+    config = resolve_config(["--out", "x", "--faithful"])
+    assert (config.params.batch_size, config.params.n_steps) == (94, 12001)
+    assert config.params.synthetic_loss_train_mode
+    assert resolve_config(["--out", "x", "--faithful", "--n_steps", "5"]).params.n_steps == 5
+
+
+def test_resume_allows_logging_and_length_changes_only():
+    before = resolve_config(["--out", "a"])
+    after = resolve_config(["--out", "b", "--n_steps", "20000", "--steps_per_log", "5", "--device", "cpu"])
+    refused, allowed = resume_changes(before.to_json(), after)
+    assert refused == []
+    assert allowed == [
+        'out: "a" -> "b"',
+        'device: null -> "cpu"',
+        "n_steps: 12000 -> 20000",
+        "steps_per_log: 100 -> 5",
+    ]
+    changed = resolve_config(["--out", "a", "--batch_size", "32", "--rate", "0.01", "--seed", "3"])
+    refused, _ = resume_changes(before.to_json(), changed)
+    assert refused == ["seed: 2 -> 3", "rate: 0.001 -> 0.01", "batch_size: 95 -> 32"]
+
+
+def test_resume_counts_entries_an_older_checkpoint_lacks_as_defaults():
+    config = resolve_config(["--out", "a"])
+    saved = config.to_json()
+    del saved["synthetic_loss_train_mode"], saved["skip_bad_files"]
+    assert resume_changes(saved, config) == ([], [])
+
+
+def test_train_mode_test_loss_makes_its_interval_part_of_the_training():
+    before = resolve_config(["--out", "a", "--faithful"])
+    refused, _ = resume_changes(
+        before.to_json(), resolve_config(["--out", "a", "--faithful", "--steps_per_log", "7"])
+    )
+    assert refused == ["steps_per_log: 100 -> 7"]

@@ -1,19 +1,34 @@
 """Flags of `train_segmentation.py` as dataclasses, and their resolution from the command line.
 
-Precedence, lowest first: dataclass defaults, the `--demo` preset, the `--args` JSON file,
-flags given on the command line.
+Precedence, lowest first: dataclass defaults, the `--faithful` and `--demo` presets, the `--args`
+JSON file, flags given on the command line. Every value is type- and range-checked here, before the
+run touches its output folder. `--args` also takes the `args.json` of the original implementation.
 """
 
 import argparse
 import dataclasses
 import json
+import sys
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from gan_mask_gen import MaskSynthesizing
+from postprocessing import MIN_NATIVE_SIDE
+from utils.checks import at_least, check_fields, non_negative, nonzero, optional, positive
+from utils.errors import InputError
 
 BIGBIGAN_WEIGHTS = "BigGAN/weights/BigBiGAN_x1.pth"
 BIGBIGAN_DIRECTION = "BigGAN/weights/bg_direction.pth"
+
+# The original's default run: `--gen_devices 0 1` split the batch of 95 into 2 × 47 = 94 samples per
+# step, its loop ran steps 0..n_steps inclusive (12,001 updates), and its synthetic test loss ran the
+# U-Net in train mode (batch statistics, running averages updated by the test batches).
+FAITHFUL_PRESET = {"batch_size": 94, "n_steps": 12001, "synthetic_loss_train_mode": True}
+
+# Keys of the original's args.json that this project does not use as flags.
+ORIGINAL_ONLY_KEYS = ("args", "gen_devices")
 
 
 def parse_bool(text: str) -> bool:
@@ -49,24 +64,31 @@ def optional_int(text: str) -> int | None:
     return None if str(text).lower() in ("none", "0") else int(text)
 
 
+def parse_device(text: str | int) -> str:
+    """A torch device name; a bare GPU index (the original's `--device 0`) means that CUDA device."""
+    text = str(text).strip()
+    return f"cuda:{text}" if text.isdigit() else text
+
+
 @dataclass
 class SegmentationTrainParams:
-    """The method's training parameters (defaults of the original work)."""
+    """The method's training parameters (flag values of the original work; see FAITHFUL_PRESET)."""
 
-    rate: float = 0.001
-    steps_per_rate_decay: int = 8000
-    rate_decay: float = 0.2
-    n_steps: int = 12000
-    latent_shift_r: float = 5.0
-    batch_size: int = 95
-    steps_per_log: int = 100
-    steps_per_checkpoint_save: int = 1000
-    steps_per_validation: int = 1000
-    test_samples_count: int = 1000
+    rate: float = field(default=0.001, metadata={"check": positive})
+    steps_per_rate_decay: int = field(default=8000, metadata={"check": at_least(1)})
+    rate_decay: float = field(default=0.2, metadata={"check": positive})
+    n_steps: int = field(default=12000, metadata={"check": at_least(1)})
+    latent_shift_r: float = field(default=5.0, metadata={"check": nonzero})
+    batch_size: int = field(default=95, metadata={"check": at_least(1)})
+    steps_per_log: int = field(default=100, metadata={"check": at_least(1)})
+    steps_per_checkpoint_save: int = field(default=1000, metadata={"check": at_least(1)})
+    steps_per_validation: int = field(default=1000, metadata={"check": at_least(1)})
+    test_samples_count: int = field(default=1000, metadata={"check": at_least(1)})
     synthezing: MaskSynthesizing = MaskSynthesizing.LIGHTING
-    mask_size_up: float = 0.5
+    mask_size_up: float = field(default=0.5, metadata={"check": positive})
     connected_components: bool = True
     maxes_filter: bool = True
+    synthetic_loss_train_mode: bool = False
 
 
 @dataclass
@@ -78,13 +100,16 @@ class RunConfig:
     gan_config: dict = field(default_factory=dict, metadata={"parse": parse_json_object})
     bg_direction: str = BIGBIGAN_DIRECTION
     z: str | None = field(default=None, metadata={"parse": str})
-    z_noise: float = 0.0
+    z_noise: float = field(default=0.0, metadata={"check": non_negative})
     val_images_dirs: list[str] = field(default_factory=list, metadata={"alias": "--val_images_dir"})
     val_masks_dirs: list[str] = field(default_factory=list, metadata={"alias": "--val_masks_dir"})
-    val_resize_to: int | None = field(default=128, metadata={"parse": optional_int})
-    unet_width: int = 64
-    device: str | None = field(default=None, metadata={"parse": str})
-    seed: int = 2
+    val_resize_to: int | None = field(
+        default=128, metadata={"parse": optional_int, "check": optional(at_least(MIN_NATIVE_SIDE))}
+    )
+    skip_bad_files: bool = False
+    unet_width: int = field(default=64, metadata={"check": at_least(1)})
+    device: str | None = field(default=None, metadata={"parse": parse_device})
+    seed: int = field(default=2, metadata={"check": at_least(0)})
     demo: bool = False
 
 
@@ -119,13 +144,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--args", help="JSON file with any of these flags (as args.json of a run)")
     parser.add_argument("--demo", action="store_true", help="use the embedded demo world (see README)")
+    parser.add_argument(
+        "--faithful",
+        action="store_true",
+        help="the original's training: 94 samples per step, 12,001 updates, train-mode synthetic loss",
+    )
+    parser.add_argument(
+        "--gen_devices",
+        type=int,
+        nargs="+",
+        help="the original's generator GPUs: k of them make the batch k * (batch_size // k) samples",
+    )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     hints = {
         "out": "output folder (required); rerunning into it resumes from its checkpoint",
         "gan_config": "JSON object or .json file overriding the generator config",
         "z": "embeddings matrix [N, dim_z] (.npy or .pt) to sample latents from",
         "val_resize_to": "short side the validation images are resized to (none: native size)",
+        "skip_bad_files": "leave out validation images or masks that cannot be decoded, with a warning",
         "unet_width": "U-Net base width (64 is the published model)",
-        "device": "cpu, cuda, cuda:1 ... (default: CUDA if available)",
+        "device": "cpu, cuda, cuda:1 or a GPU index ... (default: CUDA if available)",
+        "synthetic_loss_train_mode": "compute the synthetic test loss in train mode, as the original",
     }
     for f in flag_fields().values():
         if "alias" in f.metadata:
@@ -139,42 +178,164 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _coerce(name: str, value, source: str):
-    """A value from a JSON file, converted like the command-line flag of the same name."""
+def _json_type_error(f: dataclasses.Field, value) -> str | None:
+    """Why a JSON value cannot be the flag `f`, or None. Strings are parsed as on the command line."""
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    if isinstance(value, str) and not isinstance(default, list | dict):
+        return None
+    if isinstance(default, list):
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return None
+        return "expected a list of folder paths"
+    if isinstance(default, dict):
+        return None if isinstance(value, dict) else "expected a JSON object"
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "expected true or false"
+    if f.name == "device":
+        return None if isinstance(value, int) and not isinstance(value, bool) else "expected a device name"
+    if isinstance(default, int) or f.name == "val_resize_to":
+        return None if isinstance(value, int) and not isinstance(value, bool) else "expected a whole number"
+    if isinstance(default, float):
+        return None if isinstance(value, int | float) and not isinstance(value, bool) else "expected a number"
+    return "expected a string"
+
+
+def _from_json(name: str, value, source: str):
+    """A value from an args file, checked and converted like the command-line flag of the same name."""
     known = flag_fields()
-    if name == "demo":
-        return bool(value)
     if name not in known:
-        raise ValueError(f"{source}: unknown entry {name!r}; known: {', '.join(sorted(known))}")
-    if value is None or "alias" in known[name].metadata or isinstance(value, dict):
-        return value
-    return flag_converter(known[name])(value)
+        raise InputError(f"{source}: unknown entry {name!r}; known: {', '.join(sorted(known))}")
+    if isinstance(value, list) and "alias" in known[name].metadata:
+        value = [item for item in value if item is not None]  # the original wrote [null] for none
+    problem = _json_type_error(known[name], value)
+    if problem:
+        raise InputError(f"{source}: entry {name!r} is {json.dumps(value)}: {problem}")
+    if isinstance(value, str) or name in ("device", "val_resize_to"):
+        try:
+            return flag_converter(known[name])(value)
+        except (ValueError, argparse.ArgumentTypeError) as error:
+            raise InputError(f"{source}: entry {name!r} is {json.dumps(value)}: {error}") from None
+    return value
+
+
+def _admits_none(name: str) -> bool:
+    f = flag_fields().get(name)
+    return f is not None and isinstance(f.type, types.UnionType) and type(None) in typing.get_args(f.type)
+
+
+def read_args_file(path: str) -> dict:
+    """The flags of an `args.json`, ours or the original's.
+
+    `null` is the value None where a flag can be None (`val_resize_to`: native size) and the default
+    elsewhere (the original wrote `null` for every flag left unset).
+    """
+    source = f"--args {path}"
+    try:
+        from_file = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise InputError(f"{source}: cannot read a JSON object ({error})") from None
+    if not isinstance(from_file, dict):
+        raise InputError(f"{source}: expected a JSON object of flag values")
+    merged = {}
+    for name, value in from_file.items():
+        if name == "args" or (value is None and not _admits_none(name)):
+            continue
+        if value is None:
+            merged[name] = None
+            continue
+        if name == "demo":
+            merged["demo"] = value is True
+        elif name == "gen_devices":
+            if not isinstance(value, list) or not value or not all(isinstance(v, int) for v in value):
+                raise InputError(
+                    f"{source}: entry 'gen_devices' is {json.dumps(value)}: expected GPU numbers"
+                )
+            merged["gen_devices"] = value
+        else:
+            merged[name] = _from_json(name, value, source)
+    return merged
+
+
+def _apply_gen_devices(merged: dict, gen_devices: list[int]) -> None:
+    """The original generated k = len(gen_devices) batches of batch_size // k per step, one per GPU."""
+    count = len(gen_devices)
+    batch_size = merged.get("batch_size", SegmentationTrainParams.batch_size)
+    merged["batch_size"] = count * (batch_size // count)
+    print(
+        f"note: gen_devices {gen_devices}: the original generated {count} × {batch_size // count} = "
+        f"{merged['batch_size']} samples per step on {count} GPUs; here one process generates them "
+        f"(--batch_size {merged['batch_size']})",
+        file=sys.stderr,
+    )
 
 
 def resolve_config(argv: list[str], demo_preset=None) -> TrainConfig:
-    """The configuration of a run from its command line; `demo_preset()` supplies `--demo` values."""
+    """The configuration of a run from its command line; `demo_preset()` supplies `--demo` values.
+
+    Raises `InputError` naming every bad value; argparse itself reports unparsable flags.
+    """
     parser = build_parser()
     given = vars(parser.parse_args(argv))
+    given.pop("debug", None)
     merged: dict = {}
+    if given.pop("faithful", False):
+        merged.update(FAITHFUL_PRESET)
     if given.pop("demo", False):
         merged.update(demo_preset())
         merged["demo"] = True
     args_file = given.pop("args", None)
     if args_file is not None:
-        try:
-            from_file = json.loads(Path(args_file).read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            parser.error(f"--args {args_file}: cannot read a JSON object ({error})")
-        try:
-            merged.update({k: _coerce(k, v, f"--args {args_file}") for k, v in from_file.items()})
-        except (ValueError, argparse.ArgumentTypeError) as error:
-            parser.error(f"--args {args_file}: {error}")
+        merged.update(read_args_file(args_file))
     merged.update(given)
+    gen_devices = merged.pop("gen_devices", None)
+    if gen_devices is not None:
+        _apply_gen_devices(merged, gen_devices)
     if not merged.get("out"):
-        parser.error("--out is required: the folder for checkpoints, weights and scores")
+        raise InputError("--out is required: the folder for checkpoints, weights and scores")
     if len(merged.get("val_images_dirs", [])) != len(merged.get("val_masks_dirs", [])):
-        parser.error("--val_images_dirs and --val_masks_dirs need the same number of folders")
+        raise InputError("--val_images_dirs and --val_masks_dirs need the same number of folders")
     run_names = {f.name for f in fields(RunConfig)}
     run = RunConfig(**{k: v for k, v in merged.items() if k in run_names})
     params = SegmentationTrainParams(**{k: v for k, v in merged.items() if k not in run_names})
+    check_fields(run, params)
     return TrainConfig(run, params)
+
+
+# Flags that may differ when a run is continued: they change where results go, how often they are
+# logged, what is evaluated or how far training goes, not the training itself.
+RESUMABLE_CHANGES = (
+    "out",
+    "n_steps",
+    "steps_per_log",
+    "steps_per_validation",
+    "steps_per_checkpoint_save",
+    "val_images_dirs",
+    "val_masks_dirs",
+    "val_resize_to",
+    "skip_bad_files",
+    "device",
+    "demo",
+)
+
+
+def resume_changes(saved: dict, config: TrainConfig) -> tuple[list[str], list[str]]:
+    """(refused, allowed) differences `flag: saved -> now` between a checkpoint's config and `config`.
+
+    Entries the checkpoint lacks (written by an older version) count as their defaults. With
+    `synthetic_loss_train_mode` the test batches move BatchNorm statistics, so then the logging
+    interval and the test set size are part of the training too.
+    """
+    current = config.to_json()
+    defaults = TrainConfig(RunConfig(), SegmentationTrainParams()).to_json()
+    resumable = set(RESUMABLE_CHANGES)
+    if config.params.synthetic_loss_train_mode:
+        resumable -= {"steps_per_log"}
+    else:
+        resumable |= {"test_samples_count"}
+    refused, allowed = [], []
+    for name, value in current.items():
+        before = saved.get(name, defaults[name])
+        if before != value:
+            change = f"{name}: {json.dumps(before)} -> {json.dumps(value)}"
+            (allowed if name in resumable else refused).append(change)
+    return refused, allowed

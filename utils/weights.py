@@ -12,24 +12,56 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from utils.errors import UserError
 
-class WeightsError(RuntimeError):
+# torch.save writes a zip archive (since 1.6) or, in the legacy format, a pickle starting with PROTO.
+TORCH_FILE_MAGICS = (b"PK\x03\x04", b"\x80")
+
+
+class WeightsError(UserError, RuntimeError):
     """A weight file is missing, unreadable, or does not match the model."""
+
+
+def _not_a_torch_file(head: bytes) -> str | None:
+    """Why a file starting with `head` cannot be a torch.save file, or None if it may be one."""
+    if not head:
+        return "it is empty"
+    if head.startswith(TORCH_FILE_MAGICS):
+        return None
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")):
+        return "it is an HTML page, not a download of the file itself (use a direct link, e.g. ?dl=1)"
+    return f"it starts with {head[:16]!r}, not with the header torch.save writes"
+
+
+def load_torch_file(path: str | Path, hint: str, what: str = "weights file"):
+    """`torch.load(path, weights_only=True)` on the CPU, with errors that say what to do.
+
+    `hint` tells how to obtain the file when it is missing; a file of the wrong kind (text, an HTML
+    page saved in place of a download), a truncated one or a pickle of code raise `WeightsError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"{what} {path} does not exist: {hint}")
+    with path.open("rb") as file:
+        reason = _not_a_torch_file(file.read(64))
+    if reason is None:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            reason = (
+                "it holds pickled objects other than tensors, which weights-only loading refuses so that "
+                f"no code from the file runs ({str(error).strip().splitlines()[-1] if str(error) else ''})"
+            )
+        except Exception as error:  # torch raises many types for damaged files
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else "no details"
+            reason = f"torch.load failed with {error.__class__.__name__}: {first_line}"
+    raise WeightsError(f"{what} {path} cannot be read: {reason}; {hint}")
 
 
 def read_state_dict(path: str | Path, hint: str) -> dict[str, torch.Tensor]:
     """The tensors in `path`; `hint` tells the user how to obtain the file when it is missing."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist: {hint}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
-        raise WeightsError(
-            f"{path} is not a readable weights-only checkpoint ({error.__class__.__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}); re-download or re-save it as a "
-            "plain state dict of tensors"
-        ) from error
+    state = load_torch_file(path, hint)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path} does not hold a state dict (a dict of tensors)")
     return state
