@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from BigGAN.model.BigGAN import Generator
+from BigGAN.model.BigGAN import ARCH_CHANNELS, Generator
 from utils.device import resolve_device
 from utils.errors import InputError
 from utils.weights import load_state_dict_strictly, read_state_dict
@@ -20,9 +20,15 @@ SV_LOG_KEYS = r"(.*\.)?sv\d+"
 
 
 def make_biggan_config(resolution: int = 128) -> dict:
-    """The BigBiGAN generator configuration (BigGAN-PyTorch names) at 128, 256 or 512 pixels."""
-    if resolution not in (128, 256, 512):
-        raise InputError(f"no BigBiGAN config for resolution {resolution}: use 128, 256 or 512")
+    """The BigBiGAN generator configuration (BigGAN-PyTorch names) at `resolution` pixels.
+
+    BigBiGAN was released at 128 px; other resolutions of `ARCH_CHANNELS` give the same design at
+    that size (narrow test and demo generators override the rest).
+    """
+    if resolution not in ARCH_CHANNELS:
+        raise InputError(
+            f"no generator layout for resolution {resolution}: use one of {sorted(ARCH_CHANNELS)}"
+        )
     return {
         "G_ch": 96,
         "dim_z": 120,
@@ -75,10 +81,12 @@ def make_big_gan(
     """The generator of `weights_path` in eval mode on `device` (None: CUDA if available).
 
     `config` overrides entries of `make_biggan_config(resolution)`, for other generators of the
-    same class (narrow test generators, the demo generator).
+    same class (narrow test generators, the demo generator); its `resolution`, when given, wins.
     """
+    config = config or {}
+    base = make_biggan_config(config.get("resolution", resolution))
     try:
-        generator = Generator(**{**make_biggan_config(resolution), **(config or {})})
+        generator = Generator(**{**base, **config})
     except (TypeError, ValueError) as error:
         raise InputError(f"generator config {json.dumps(config)} is not valid: {error}") from error
     load_generator_weights(generator, weights_path)

@@ -1,4 +1,8 @@
-"""Loading U-Net weights (Pytorch-UNet state dicts such as u_net_imagenet.pth), strictly."""
+"""Loading U-Net weights (Pytorch-UNet state dicts such as u_net_imagenet.pth), strictly.
+
+The layout is read off the file itself: the base width from the first convolution, transposed-
+convolution ups from their weights, so a checkpoint of any width loads without being told it.
+"""
 
 from pathlib import Path
 
@@ -6,17 +10,43 @@ import torch
 
 from UNet.unet_model import UNet
 from utils.device import resolve_device
-from utils.weights import load_state_dict_strictly, read_state_dict
+from utils.weights import WeightsError, load_state_dict_strictly, read_state_dict
 
 DOWNLOAD_HINT = (
-    "run download_all.sh to fetch u_net_imagenet.pth, or pass the path of a trained segmentation.pth"
+    "run `bash download_all.sh --unets` to fetch the released U-Nets into pretrained/ "
+    "(u_net_imagenet.pth, u_net_cub2002011.pth, u_net_flowers.pth), or pass the path of a trained "
+    "segmentation.pth"
 )
+FIRST_CONV = "inc.double_conv.0.weight"
+
+
+def unet_layout(state: dict[str, torch.Tensor], source: str) -> dict:
+    """The `UNet` arguments that fit a state dict: input channels, classes, base width, up-sampling."""
+    if FIRST_CONV not in state or "outc.conv.weight" not in state:
+        raise WeightsError(f"{source} is not a U-Net state dict: it has no {FIRST_CONV} or outc.conv.weight")
+    width, channels = state[FIRST_CONV].shape[:2]
+    return {
+        "n_channels": channels,
+        "out_channels": state["outc.conv.weight"].shape[0],
+        "base_width": width,
+        "bilinear": "up1.up.weight" not in state,
+    }
 
 
 def load_unet(
-    weights_path: str | Path, device: str | torch.device | None = None, base_width: int = 64
+    weights_path: str | Path, device: str | torch.device | None = None, base_width: int | None = None
 ) -> UNet:
-    """A U-Net in eval mode on `device` (None: CUDA if available) with the weights of `weights_path`."""
-    model = UNet(base_width=base_width)
-    load_state_dict_strictly(model, read_state_dict(weights_path, DOWNLOAD_HINT), str(weights_path))
+    """A U-Net in eval mode on `device` (None: CUDA if available) with the weights of `weights_path`.
+
+    The layout comes from the file; `base_width`, when given, must match it.
+    """
+    state = read_state_dict(weights_path, DOWNLOAD_HINT)
+    layout = unet_layout(state, str(weights_path))
+    if base_width is not None and base_width != layout["base_width"]:
+        raise WeightsError(
+            f"{weights_path} holds a U-Net of base width {layout['base_width']}, not {base_width}: "
+            "leave base_width out to take the file's"
+        )
+    model = UNet(**layout)
+    load_state_dict_strictly(model, state, str(weights_path))
     return model.to(resolve_device(device)).eval()

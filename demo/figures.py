@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
         args.images / "demo_synthetic_pairs.png", enlarged(images), enlarged(masks), count=args.count
     )
 
-    model = load_unet(args.run / "segmentation.pth", device="cpu", base_width=run.unet_width)
+    model = load_unet(args.run / "segmentation.pth", device="cpu")
     pairs = [SegmentationDataset(*ensure_heldout_folder(), crop=False)[i] for i in range(args.count)]
     heldout_images = torch.stack([image for image, _ in pairs])
     heldout_masks = torch.stack([mask for _, mask in pairs])

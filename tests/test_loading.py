@@ -115,11 +115,27 @@ def test_unet_loading_is_strict(tmp_path):
     torch.save(state, tmp_path / "unet.pth")
     model = load_unet(tmp_path / "unet.pth", device="cpu", base_width=4)
     torch.testing.assert_close(model.state_dict()["outc.conv.weight"], state["outc.conv.weight"])
-    with pytest.raises(WeightsError, match="wrong shape"):
+    with pytest.raises(WeightsError, match="base width 4, not 8"):
         load_unet(tmp_path / "unet.pth", device="cpu", base_width=8)
     del state["outc.conv.bias"]
     torch.save(state, tmp_path / "unet_missing.pth")
     with pytest.raises(WeightsError, match=r"missing \(1\): outc.conv.bias"):
-        load_unet(tmp_path / "unet_missing.pth", device="cpu", base_width=4)
-    with pytest.raises(WeightsError, match="download_all.sh"):
+        load_unet(tmp_path / "unet_missing.pth", device="cpu")
+    with pytest.raises(WeightsError, match="download_all.sh --unets"):
         load_unet(tmp_path / "absent.pth", device="cpu")
+
+
+@pytest.mark.parametrize("width, bilinear", [(4, True), (6, False), (16, True)])
+def test_unet_layout_is_read_from_the_file(tmp_path, width, bilinear):
+    state = fill_module(UNet(base_width=width, bilinear=bilinear)).state_dict()
+    torch.save(state, tmp_path / "unet.pth")
+    model = load_unet(tmp_path / "unet.pth", device="cpu")
+    assert (model.base_width, model.bilinear) == (width, bilinear)
+    for key, value in state.items():
+        assert torch.equal(model.state_dict()[key], value), key
+
+
+def test_state_dict_of_another_model_is_not_taken_for_a_unet(tmp_path):
+    torch.save(tiny_generator_state(), tmp_path / "G.pth")
+    with pytest.raises(WeightsError, match="is not a U-Net state dict"):
+        load_unet(tmp_path / "G.pth", device="cpu")
