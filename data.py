@@ -33,9 +33,9 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
-from tqdm.auto import tqdm
 
 from utils.errors import InputError
+from utils.progress import progress_bar
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 ALPHA_MODES = ("RGBA", "LA", "PA")
@@ -179,7 +179,7 @@ def _unreadable(
 ) -> dict[Path, str]:
     """Why each file that cannot be decoded and converted fails, found before any evaluation starts."""
     problems = {}
-    for path in tqdm(paths, desc=f"checking {folder}", leave=False):
+    for path in progress_bar(paths, desc=f"checking {folder}", leave=False):
         try:
             _read(path, convert)
         except Exception as error:  # whatever the decoder raises, the file is unusable

@@ -40,11 +40,12 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from gan_mask_gen import pair_to_mask, rgb2gray
 from utils.checks import at_least, check_fields, non_negative, positive
 from utils.errors import InputError, UserError
+from utils.flags import flag
+from utils.progress import progress_bar
 
 VARIANT = "variant"
 MELAS_KYRIAZI = "melas_kyriazi"
@@ -65,24 +66,25 @@ class DirectionSearchConfig:
     """Melas-Kyriazi et al.'s settings, which also found a usable direction on the demo generator
     (shared/notes/demo-feasibility.md)."""
 
-    steps: int = field(default=300, metadata={"check": at_least(1)})
-    batch_size: int = field(default=32, metadata={"check": at_least(1)})
-    lr: float = field(default=5e-3, metadata={"check": positive})
-    radius_mean: float = field(default=2.0, metadata={"check": positive})
-    radius_std: float = field(default=0.5, metadata={"check": non_negative})
-    radius_min: float = field(default=0.1, metadata={"check": positive})
-    brightness_weight: float = field(default=2.0, metadata={"check": positive})
-    edge_weight: float = field(default=10.0, metadata={"check": non_negative})
-    centre_offset: float = field(
-        default=0.45, metadata={"check": non_negative, "help": "brightness weight offset (variant only)"}
+    steps: int = flag(300, "Adam steps of the search", check=at_least(1))
+    batch_size: int = flag(32, "latents per step", check=at_least(1))
+    lr: float = flag(5e-3, "Adam learning rate", check=positive)
+    radius_mean: float = flag(2.0, "mean of the shift radius r", check=positive)
+    radius_std: float = flag(0.5, "standard deviation of r", check=non_negative)
+    radius_min: float = flag(0.1, "r is clipped below at this value", check=positive)
+    brightness_weight: float = flag(2.0, "weight of the brightness term", check=positive)
+    edge_weight: float = flag(10.0, "weight of the edge-change term", check=non_negative)
+    centre_offset: float = flag(
+        0.45,
+        "brightness weight offset: distance from the centre where dark turns good (variant only)",
+        check=non_negative,
     )
-    seed: int = 0
-    objective: str = field(
-        default=VARIANT,
-        metadata={
-            "check": known_objective,
-            "help": f"{VARIANT}: this project's variant (default); {MELAS_KYRIAZI}: as published",
-        },
+    seed: int = flag(0, "seed of the start direction, latents and radii")
+    objective: str = flag(
+        VARIANT,
+        f"{VARIANT}: this project's variant; {MELAS_KYRIAZI}: Melas-Kyriazi et al.'s objective as published",
+        check=known_objective,
+        metavar="{" + ",".join(OBJECTIVES) + "}",
     )
 
 
@@ -254,7 +256,7 @@ def find_direction(
         with torch.no_grad():
             size = G(torch.zeros(1, dim, device=device)).shape[-2:]
         parts = objective_parts(config, *size, device=device)
-        for step in tqdm(range(1, config.steps + 1), desc="direction search", disable=not progress):
+        for step in progress_bar(range(1, config.steps + 1), desc="direction search", disable=not progress):
             z = draw_latents(config.batch_size, dim, rng).to(device)
             radii = draw_radii(config, dim, rng).to(device)
             unit = direction / direction.norm() if published else direction

@@ -1,4 +1,4 @@
-"""Find the background-darkening latent direction of a generator and save it as a [dim_z] tensor.
+r"""Find the background-darkening latent direction of a generator and save it as a [dim_z] tensor.
 
     python find_direction.py --gan_weights demo/assets/generator.pth \
         --gan_config demo/assets/generator_config.json --out demo/assets/bg_direction.pth \
@@ -13,7 +13,7 @@ prints its rating (see direction_search.rate_direction), on latents drawn from -
 
 import argparse
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
@@ -29,10 +29,11 @@ from direction_search import (
     shift_dim,
     shift_masks,
 )
-from utils.checks import at_least, check_fields, optional
+from utils.checks import at_least, check_fields
 from utils.cli import run_cli
 from utils.device import resolve_device
 from utils.errors import InputError
+from utils.flags import add_flags, flag, threads_flag
 from utils.inputs import load_embeddings
 from utils.run_files import atomic_torch_save
 from utils.train_config import parse_json_object
@@ -42,8 +43,10 @@ from utils.train_config import parse_json_object
 class ScriptOptions:
     """The script's own numeric flags; the search's are DirectionSearchConfig's."""
 
-    rating_steps: int = field(default=200, metadata={"check": at_least(1)})
-    threads: int | None = field(default=None, metadata={"check": optional(at_least(1))})
+    rating_steps: int = flag(
+        200, "Adam steps of the two-map fit rating (the original's: 200)", check=at_least(1)
+    )
+    threads: int | None = threads_flag()
 
 
 def save_preview(G, direction: torch.Tensor, path: Path, samples: int = 8, radius: float = 5.0) -> None:
@@ -57,45 +60,52 @@ def save_preview(G, direction: torch.Tensor, path: Path, samples: int = 8, radiu
     save_image(grid, path, nrow=samples, normalize=True, value_range=(-1, 1))
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="find_direction.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--gan_weights", type=Path, required=True, help="BigGAN-PyTorch generator state dict")
+    parser.add_argument(
+        "--gan_weights",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="generator state dict (BigGAN-PyTorch layout)",
+    )
     parser.add_argument(
         "--gan_config",
         type=parse_json_object,
         default=None,
-        help="JSON file (or JSON) of Generator arguments",
+        metavar="JSON",
+        help="JSON object or .json file overriding the generator config (default: BigBiGAN at 128 px)",
     )
-    parser.add_argument("--out", type=Path, required=True, help="where to save the direction (.pth)")
-    parser.add_argument("--preview", type=Path, default=None, help="PNG of images, shifted images, masks")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if available)")
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="FILE", help="where to save the direction (.pth)"
+    )
+    parser.add_argument(
+        "--preview", type=Path, default=None, metavar="PNG", help="also save images, shifted images and masks"
+    )
+    parser.add_argument(
+        "--device", default=None, help="cpu, cuda, cuda:1, or a GPU index (default: CUDA if available)"
+    )
     parser.add_argument(
         "--z",
         type=Path,
         default=None,
+        metavar="FILE",
         help="embeddings [N, dim_z] (.npy/.pt) to draw the rating's latents from, as the original does "
         "(default: N(0, I))",
     )
-    options = ScriptOptions()
-    parser.add_argument(
-        "--rating_steps",
-        type=int,
-        default=options.rating_steps,
-        help="Adam steps of the two-map fit rating (original: 200)",
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error too")
+    add_flags(parser.add_argument_group("this script"), ScriptOptions, defaults=True)
+    add_flags(
+        parser.add_argument_group("the search (DirectionSearchConfig)"), DirectionSearchConfig, defaults=True
     )
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    defaults = DirectionSearchConfig()
-    for f in fields(DirectionSearchConfig):
-        default = getattr(defaults, f.name)
-        parser.add_argument(f"--{f.name}", type=type(default), default=default, help=f.metadata.get("help"))
-    return parser.parse_args(argv)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> torch.Tensor:
     """Check every flag, search, check the result, then write it; user errors raise `UserError`."""
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     config = DirectionSearchConfig(**{f.name: getattr(args, f.name) for f in fields(DirectionSearchConfig)})
     options = ScriptOptions(rating_steps=args.rating_steps, threads=args.threads)
     fit = TwoMapFitConfig(train_steps=options.rating_steps)

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+
+from utils.progress import progress_bar
 
 Stat = Callable[..., float]
 
@@ -149,7 +150,7 @@ def model_metrics(
     n_images = 0
     batches = loader if n_steps is None else itertools.islice(loader, n_steps)
     total = n_steps if n_steps is not None else (len(loader) if hasattr(loader, "__len__") else None)
-    for img, mask in tqdm(batches, total=total, leave=False, desc="metrics"):
+    for img, mask in progress_bar(batches, total=total, leave=False, desc="metrics"):
         prediction = model(img)
         mask = torch.as_tensor(mask).to(prediction.device)
         if F_max in stats:

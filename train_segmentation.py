@@ -1,4 +1,4 @@
-"""Train a U-Net for object segmentation on GAN-synthesised image/mask pairs, then evaluate it.
+r"""Train a U-Net for object segmentation on GAN-synthesised image/mask pairs, then evaluate it.
 
     python train_segmentation.py --out results/run --gan_weights ... --bg_direction ... \
         --val_images_dirs .../images --val_masks_dirs .../masks
@@ -9,31 +9,32 @@ Rerunning the same command continues from `<out>/checkpoint.pth`. See README.md.
 import math
 import shlex
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tensorboardX import SummaryWriter
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from BigGAN.gan_load import make_big_gan
+from BigGAN.gan_load import generator_config, make_big_gan
 from data import SegmentationDataset
 from gan_mask_gen import MaskGenerator, MaskStream
 from metrics import F_max, IoU, accuracy, model_metrics
 from postprocessing import SegmentationInference, Threshold, connected_components_filter
 from UNet.unet_model import UNet
-from utils.checkpoint import CHECKPOINT_NAME, check_resumable, read_checkpoint
+from utils.checkpoint import CHECKPOINT_NAME, read_resumable_checkpoint
 from utils.cli import run_cli
 from utils.device import resolve_device
-from utils.errors import UserError
+from utils.errors import InputProblems, UserError
 from utils.inputs import load_direction, load_embeddings
+from utils.progress import progress_bar
 from utils.run_files import atomic_torch_save, write_json
 from utils.stop_signals import StopRequested, StopSignals
 from utils.train_config import SegmentationTrainParams, TrainConfig, resolve_config
 from utils.weights import load_state_dict_strictly
-from visualization import samples_grid, save_samples_grid
+from visualization import samples_grid, save_samples_grid, square_tiles
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -69,7 +70,7 @@ def validation_sets(
 def make_test_set(mask_generator: MaskGenerator, count: int) -> list[Batch]:
     """The fixed synthetic test set: ceil(count / batch_size) batches."""
     batches = -(-count // mask_generator.p.batch_size)
-    return [mask_generator() for _ in tqdm(range(batches), desc="synthetic test set", leave=False)]
+    return [mask_generator() for _ in progress_bar(range(batches), desc="synthetic test set", leave=False)]
 
 
 @torch.no_grad()
@@ -159,7 +160,7 @@ def train_segmentation(
         saved_step = step
 
     model.train()
-    progress = tqdm(total=params.n_steps, initial=step, desc="training", dynamic_ncols=True)
+    progress = progress_bar(total=params.n_steps, initial=step, desc="training")
     with StopSignals() as stop, MaskStream(mask_generator) as stream, progress:
         for images, masks in stream:
             loss = torch.nn.functional.cross_entropy(model(images), masks)
@@ -237,6 +238,71 @@ def print_table(score: dict) -> None:
             print(f"{name:<24}{entry['id']['F_max']:>8.3f}{thr['IoU']:>8.3f}{thr['accuracy']:>10.3f}")
 
 
+@dataclass
+class RunInputs:
+    """Everything a run reads before it writes anything, loaded and checked."""
+
+    checkpoint: dict | None
+    device: torch.device
+    G: nn.Module
+    direction: torch.Tensor
+    zs: torch.Tensor | None
+    val_sets: list[ValidationSet]
+
+
+def load_inputs(config: TrainConfig) -> RunInputs:
+    """Load the checkpoint, generator, direction, embeddings and folders, reporting every problem at once."""
+    run = config.run
+    problems = InputProblems()
+    checkpoint = problems.check(lambda: read_resumable_checkpoint(Path(run.out) / CHECKPOINT_NAME, config))
+    device = problems.check(lambda: resolve_device(run.device))
+    dim_z = generator_config(run.gan_config)["dim_z"]
+    direction = problems.check(lambda: load_direction(run.bg_direction, dim_z))
+    zs = problems.check(lambda: load_embeddings(run.z, dim_z))
+    G = problems.check(lambda: make_big_gan(run.gan_weights, device=device or "cpu", config=run.gan_config))
+    val_sets = problems.check(
+        lambda: validation_sets(run.val_images_dirs, run.val_masks_dirs, run.skip_bad_files)
+    )
+    problems.raise_any()
+    return RunInputs(checkpoint, device, G, direction, zs, val_sets)
+
+
+@torch.no_grad()
+def save_predictions(path: Path, model: UNet, pairs: Sequence[Batch], resize_to: int | None, device) -> None:
+    """Images, true masks, and the model's probabilities and thresholded masks, one column per pair."""
+    model.eval()
+    inference = SegmentationInference(model, resize_to=resize_to)
+    images, masks = [image for image, _ in pairs], [mask for _, mask in pairs]
+    probabilities = [inference(image[None].to(device))[0] for image in images]
+    save_samples_grid(path, square_tiles(images), square_tiles(masks), square_tiles(probabilities))
+
+
+def save_prediction_pictures(out: Path, model, test_set, val_sets, resize_to, device, count: int = 8) -> None:
+    """`predictions_synthetic.png` and one `predictions_<folder>.png` per validation folder."""
+    images, masks = test_set[0]
+    synthetic = [(images[index], masks[index]) for index in range(min(count, len(images)))]
+    save_predictions(out / "predictions_synthetic.png", model, synthetic, None, device)
+    for val_set in val_sets:
+        pairs = [val_set.dataset[index] for index in range(min(count, len(val_set.dataset)))]
+        save_predictions(out / f"predictions_{val_set.name}.png", model, pairs, resize_to, device)
+
+
+def final_scores(model: UNet, test_set: list[Batch], inputs: RunInputs, config: TrainConfig) -> dict:
+    """`score.json`: the synthetic test set and every validation folder (plus the demo's extras)."""
+    model.eval()
+    resize_to = config.run.val_resize_to
+    score = {
+        "synthetic": {**evaluate(model, lambda: test_set, None), "loss": synthetic_loss(model, test_set)}
+    }
+    for val_set in inputs.val_sets:
+        score[val_set.name] = evaluate(
+            model, lambda val_set=val_set: val_set.batches(inputs.device), resize_to
+        )
+    if config.run.demo and inputs.val_sets:
+        score.update(_demo_extras(model, resize_to, inputs.val_sets[0], inputs.device))
+    return score
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Check every input, then train (or continue training) and evaluate; returns `score.json`'s content.
 
@@ -247,18 +313,14 @@ def main(argv: list[str] | None = None) -> dict:
     config = resolve_config(argv, demo_preset=_demo_preset)
     run, params = config.run, config.params
     out = Path(run.out)
-    checkpoint = read_checkpoint(out / CHECKPOINT_NAME)
-    if checkpoint is not None:
-        check_resumable(checkpoint, config, out / CHECKPOINT_NAME)
-    device = resolve_device(run.device)
-    val_sets = validation_sets(run.val_images_dirs, run.val_masks_dirs, run.skip_bad_files)
+    if run.threads is not None:
+        torch.set_num_threads(run.threads)
+    inputs = load_inputs(config)
+    device = inputs.device
     torch.manual_seed(run.seed)
-    G = make_big_gan(run.gan_weights, device=device, config=run.gan_config)
-    direction = load_direction(run.bg_direction, G.dim_shift)
-    zs = load_embeddings(run.z, G.dim_z)
 
     def mask_generator(seed: int) -> MaskGenerator:
-        return build_mask_generator(G, direction, params, zs, run.z_noise, seed, device)
+        return build_mask_generator(inputs.G, inputs.direction, params, inputs.zs, run.z_noise, seed, device)
 
     test_set = make_test_set(mask_generator(run.seed + 1), params.test_samples_count)
 
@@ -267,25 +329,27 @@ def main(argv: list[str] | None = None) -> dict:
     (out / "command.sh").write_text(shlex.join(["python", "train_segmentation.py", *argv]) + "\n")
     save_samples_grid(out / "gen_sample.png", *test_set[0])
     model = UNet(base_width=run.unet_width).to(device)
-    first_val_set = val_sets[0] if val_sets else None
-    with SummaryWriter(str(out / "tensorboard")) as writer:
+    first_val_set = inputs.val_sets[0] if inputs.val_sets else None
+    # Events logged after the checkpoint by an interrupted run are dropped, so steps are not doubled.
+    purge_step = inputs.checkpoint["step"] + 1 if inputs.checkpoint else None
+    with SummaryWriter(str(out / "tensorboard"), purge_step=purge_step) as writer:
         train_segmentation(
-            model, mask_generator(run.seed), test_set, first_val_set, config, device, writer, checkpoint
+            model,
+            mask_generator(run.seed),
+            test_set,
+            first_val_set,
+            config,
+            device,
+            writer,
+            inputs.checkpoint,
         )
         model.eval()
         atomic_torch_save(model.state_dict(), out / "segmentation.pth")
-        score = {
-            "synthetic": {**evaluate(model, lambda: test_set, None), "loss": synthetic_loss(model, test_set)}
-        }
-        for val_set in val_sets:
-            score[val_set.name] = evaluate(
-                model, lambda val_set=val_set: val_set.batches(device), run.val_resize_to
-            )
-        if run.demo and val_sets:
-            score.update(_demo_extras(model, run.val_resize_to, val_sets[0], device))
+        score = final_scores(model, test_set, inputs, config)
         write_json(out / "score.json", score)
         log_scores(writer, score, params.n_steps)
         log_samples(writer, model, test_set, params.n_steps)
+    save_prediction_pictures(out, model, test_set, inputs.val_sets, run.val_resize_to, device)
     print_table(score)
     if "baselines" in score:
         _print_demo_table(score)

@@ -1,11 +1,43 @@
-"""Pictures of samples and predictions: mask overlays and image grids."""
+"""Pictures of samples and predictions: mask overlays and image grids.
 
+Tiles are drawn at `TILE` pixels a side, so that 32-px demo samples are as legible as 128-px
+BigBiGAN ones: enlarged by whole factors with nearest-neighbour sampling (pixels stay sharp),
+otherwise resized bilinearly.
+"""
+
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+import torchvision.transforms.functional as TF
 from torchvision.utils import make_grid, save_image
 
 FOREGROUND_COLOR = (1.0, 0.15, 0.15)
+PREDICTION_COLOR = (0.1, 0.9, 0.2)
+TILE = 128
+
+
+def as_tiles(batch: torch.Tensor, side: int = TILE) -> torch.Tensor:
+    """[B, C, H, W] pictures resized to [B, C, side, side] (see the module doc); bilinear weights are
+    convex, so values stay in their range."""
+    height, width = batch.shape[-2:]
+    if (height, width) == (side, side):
+        return batch
+    whole_factor = height == width and side % height == 0
+    mode = "nearest" if whole_factor else "bilinear"
+    return F.interpolate(batch, size=(side, side), mode=mode, antialias=not whole_factor)
+
+
+def square_tiles(pictures: Sequence[torch.Tensor], side: int = TILE) -> torch.Tensor:
+    """Pictures of different sizes ([C, H, W] or [H, W]) centre-cropped to squares, made `side`
+    pixels a side and stacked, for a grid of real images of any shape."""
+    tiles = []
+    for picture in pictures:
+        batch = picture.detach().float().cpu().reshape(1, -1, *picture.shape[-2:])
+        square = TF.center_crop(batch, min(batch.shape[-2:]))
+        tiles.append(as_tiles(square, side)[0].reshape(-1, side, side).squeeze(0))
+    return torch.stack(tiles)
 
 
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
@@ -29,22 +61,25 @@ def masks_as_images(masks: torch.Tensor) -> torch.Tensor:
 
 
 def samples_grid(
-    images: torch.Tensor, masks: torch.Tensor, predictions: torch.Tensor | None = None, count: int = 8
+    images: torch.Tensor,
+    masks: torch.Tensor | None,
+    predictions: torch.Tensor | None = None,
+    count: int = 8,
+    tile: int = TILE,
 ) -> torch.Tensor:
-    """A grid with one column per sample: image, mask, overlay (and prediction, its overlay)."""
-    images, masks = images[:count], masks[:count]
-    rows = [
-        to_unit_range(images.detach().float().cpu()),
-        masks_as_images(masks),
-        overlay_masks(images, masks),
-    ]
+    """A grid with one column per sample and rows: image, then mask and its overlay (when `masks` are
+    given), then the predicted probability and the overlay of its 0.5 threshold (when given)."""
+    images = images[:count]
+    rows = [to_unit_range(images.detach().float().cpu())]
+    if masks is not None:
+        masks = masks[:count]
+        rows += [masks_as_images(masks), overlay_masks(images, masks)]
     if predictions is not None:
         predictions = predictions[:count]
-        rows += [
-            masks_as_images(predictions),
-            overlay_masks(images, predictions > 0.5, color=(0.1, 0.9, 0.2)),
-        ]
-    return make_grid(torch.cat(rows), nrow=len(images), padding=2, pad_value=1.0)
+        rows += [masks_as_images(predictions), overlay_masks(images, predictions > 0.5, PREDICTION_COLOR)]
+    return make_grid(
+        torch.cat([as_tiles(row, tile) for row in rows]), nrow=len(images), padding=2, pad_value=1.0
+    )
 
 
 def save_samples_grid(path: str | Path, *args, **kwargs) -> None:

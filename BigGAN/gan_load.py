@@ -48,6 +48,12 @@ def make_biggan_config(resolution: int = 128) -> dict:
     }
 
 
+def generator_config(overrides: dict | None = None, resolution: int = 128) -> dict:
+    """`make_biggan_config` with `overrides` applied; their `resolution`, when given, wins."""
+    overrides = overrides or {}
+    return {**make_biggan_config(overrides.get("resolution", resolution)), **overrides}
+
+
 class UnconditionalBigGAN(nn.Module):
     """A class-conditional BigGAN used unconditionally: every sample gets class 0."""
 
@@ -83,10 +89,8 @@ def make_big_gan(
     `config` overrides entries of `make_biggan_config(resolution)`, for other generators of the
     same class (narrow test generators, the demo generator); its `resolution`, when given, wins.
     """
-    config = config or {}
-    base = make_biggan_config(config.get("resolution", resolution))
     try:
-        generator = Generator(**{**base, **config})
+        generator = Generator(**generator_config(config, resolution))
     except (TypeError, ValueError) as error:
         raise InputError(f"generator config {json.dumps(config)} is not valid: {error}") from error
     load_generator_weights(generator, weights_path)

@@ -10,7 +10,6 @@ import argparse
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from BigGAN.gan_load import make_big_gan
 from data import SegmentationDataset
@@ -23,23 +22,24 @@ from utils.train_config import resolve_config
 from visualization import save_samples_grid
 
 
-def enlarged(batch: torch.Tensor, factor: int = 3) -> torch.Tensor:
-    """32-px pictures made readable: nearest-neighbour enlargement of [B, C, H, W] or [B, H, W]."""
-    flat = batch.dim() == 3
-    out = F.interpolate((batch[:, None] if flat else batch).float(), scale_factor=factor, mode="nearest")
-    return out[:, 0] if flat else out
-
-
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--run", type=Path, required=True, help="output folder of train_segmentation.py --demo"
+        "--run", type=Path, required=True, metavar="DIR", help="output folder of train_segmentation.py --demo"
     )
-    parser.add_argument("--images", type=Path, default=Path("images"))
-    parser.add_argument("--count", type=int, default=12)
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--images", type=Path, default=Path("images"), metavar="DIR", help="where to write (default: images)"
+    )
+    parser.add_argument(
+        "--count", type=int, default=12, metavar="N", help="samples per picture (default: 12)"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     config = resolve_config(["--args", str(args.run / "args.json")])
     run, params = config.run, config.params
     G = make_big_gan(run.gan_weights, config=run.gan_config, device="cpu")
@@ -47,9 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     generator = build_mask_generator(G, direction, params, None, 0.0, seed=123, device="cpu")
     images, masks = generator()
     args.images.mkdir(parents=True, exist_ok=True)
-    save_samples_grid(
-        args.images / "demo_synthetic_pairs.png", enlarged(images), enlarged(masks), count=args.count
-    )
+    save_samples_grid(args.images / "demo_synthetic_pairs.png", images, masks, count=args.count)
 
     model = load_unet(args.run / "segmentation.pth", device="cpu")
     pairs = [SegmentationDataset(*ensure_heldout_folder(), crop=False)[i] for i in range(args.count)]
@@ -58,9 +56,9 @@ def main(argv: list[str] | None = None) -> None:
     probabilities = SegmentationInference(model)(heldout_images)
     save_samples_grid(
         args.images / "demo_predictions.png",
-        enlarged(heldout_images),
-        enlarged(heldout_masks),
-        enlarged(probabilities),
+        heldout_images,
+        heldout_masks,
+        probabilities,
         count=args.count,
     )
     print(f"wrote {args.images}/demo_synthetic_pairs.png and {args.images}/demo_predictions.png")

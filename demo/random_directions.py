@@ -36,13 +36,33 @@ def run_seed(seed: int, out: Path, extra: list[str]) -> dict:
         return {"failed": str(error)}
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m demo.random_directions",
+        description=__doc__,
+        epilog="Other flags go to train_segmentation.py --demo.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--out", type=Path, default=Path("results/random_directions"))
-    args, extra = parser.parse_known_args(argv)
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2, 3, 4],
+        metavar="SEED",
+        help="one run per seed of a random unit direction (default: 0 1 2 3 4)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results/random_directions"),
+        metavar="DIR",
+        help="one run folder per seed; finished runs are reused (default: results/random_directions)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, extra = build_parser().parse_known_args(argv)
     rows = {seed: run_seed(seed, args.out, extra) for seed in args.seeds}
     print(f"\n{'direction':<12}{'held-out IoU':>14}{'IoU > 0.5':>11}")
     for seed, score in rows.items():

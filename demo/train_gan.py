@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from tensorboardX import SummaryWriter
 from torch import nn
 from torchvision.utils import make_grid, save_image
-from tqdm import tqdm
 
 from BigGAN.gan_load import UnconditionalBigGAN, make_big_gan
 from BigGAN.model.BigGAN import Generator
@@ -31,34 +30,50 @@ from BigGAN.model.layers import BatchNorm2d, ConditionalBatchNorm2d
 from demo.assets import ASSETS_DIR, DEMO_GENERATOR_CONFIG
 from demo.discriminator import Discriminator
 from demo.world import SEED_RANGES, render_sample
+from utils.checks import at_least, check_fields, positive
+from utils.cli import run_cli
 from utils.device import resolve_device
+from utils.errors import MissingInputError
+from utils.flags import add_flags, flag, threads_flag
+from utils.progress import progress_bar
 from utils.run_files import atomic_torch_save
 
 
 @dataclass
 class GANTrainConfig:
-    steps: int = 6000
-    batch_size: int = 32
-    G_lr: float = 2e-4
-    D_lr: float = 2e-4
+    """Settings of the demo GAN's training (BigGAN-PyTorch's recipe at a CPU-sized scale)."""
+
+    steps: int = flag(6000, "generator steps", check=at_least(1))
+    batch_size: int = flag(32, "images per batch", check=at_least(2))
+    G_lr: float = flag(2e-4, "generator Adam learning rate", check=positive)
+    D_lr: float = flag(2e-4, "discriminator Adam learning rate", check=positive)
     betas: tuple[float, float] = (0.0, 0.999)
-    D_steps: int = 2
-    D_ch: int = 8
-    ema_decay: float = 0.999
-    ema_start: int = 300
-    pool_size: int = 30_000
-    seed: int = 0
-    log_every: int = 50
-    sample_every: int = 500
-    checkpoint_every: int = 250
-    bn_rebuild_batches: int = 60
-    bn_rebuild_batch_size: int = 64
+    D_steps: int = flag(2, "discriminator steps per generator step", check=at_least(1))
+    D_ch: int = flag(8, "discriminator base width", check=at_least(1))
+    ema_decay: float = flag(0.999, "decay of the generator's weight average", check=positive)
+    ema_start: int = flag(300, "step from which the average is kept", check=at_least(0))
+    pool_size: int = flag(30_000, "world images rendered for training", check=at_least(1))
+    seed: int = flag(0, "seed of initialisation and sampling", check=at_least(0))
+    log_every: int = flag(50, "TensorBoard scalars every this many steps", check=at_least(1))
+    sample_every: int = flag(500, "TensorBoard sample grid every this many steps", check=at_least(1))
+    checkpoint_every: int = flag(250, "checkpoint every this many steps", check=at_least(1))
+    bn_rebuild_batches: int = flag(
+        60, "train-mode batches that rebuild BatchNorm statistics", check=at_least(1)
+    )
+    bn_rebuild_batch_size: int = flag(64, "their batch size", check=at_least(2))
+
+
+@dataclass
+class MachineOptions:
+    threads: int | None = threads_flag()
 
 
 def world_pool(size: int) -> torch.Tensor:
     """The first `size` GAN-training images of the world, uint8 [N, 3, 32, 32] (92 MB for 30k)."""
     seeds = SEED_RANGES.gan_training[:size]
-    images = np.stack([render_sample(seed)[0] for seed in tqdm(seeds, desc="rendering world", leave=False)])
+    images = np.stack(
+        [render_sample(seed)[0] for seed in progress_bar(seeds, desc="rendering world", leave=False)]
+    )
     return torch.from_numpy(np.round(images * 255).astype(np.uint8)).permute(0, 3, 1, 2).contiguous()
 
 
@@ -215,7 +230,7 @@ def train(out: Path, config: GANTrainConfig, device: torch.device, command: str)
     writer = SummaryWriter(str(out / "tensorboard"))
     fixed_z = torch.randn(64, G.dim_z, generator=torch.Generator().manual_seed(config.seed + 1)).to(device)
     started = time.time() - elapsed
-    with tqdm(total=config.steps, initial=step, desc="demo GAN", dynamic_ncols=True) as bar:
+    with progress_bar(total=config.steps, initial=step, desc="demo GAN") as bar:
         while step < config.steps:
             losses = train_step(G, D, opt_G, opt_D, pool, config, data_rng, device)
             step += 1
@@ -283,38 +298,48 @@ def write_provenance(path: Path, state: dict, command: str, bn_batches: int, bn_
     )
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m demo.train_gan",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoint.pth, tensorboard/")
-    defaults = GANTrainConfig()
-    for field in fields(GANTrainConfig):
-        if field.name != "betas":
-            parser.add_argument(f"--{field.name}", type=type(getattr(defaults, field.name)), default=None)
+    parser.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="run folder: checkpoint.pth, tensorboard/"
+    )
     parser.add_argument("--export", action="store_true", help="only export from the checkpoint in --out")
-    parser.add_argument("--assets_dir", type=Path, default=ASSETS_DIR)
-    parser.add_argument("--samples_path", type=Path, default=Path("images/demo_gan_samples.png"))
+    parser.add_argument(
+        "--assets_dir",
+        type=Path,
+        default=ASSETS_DIR,
+        metavar="DIR",
+        help="export folder (default: demo/assets)",
+    )
+    parser.add_argument(
+        "--samples_path",
+        type=Path,
+        default=Path("images/demo_gan_samples.png"),
+        metavar="PNG",
+        help="sample grid of the exported generator (default: images/demo_gan_samples.png)",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: CUDA if available)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    return parser.parse_args(argv)
+    add_flags(parser, MachineOptions, defaults=True)
+    add_flags(parser.add_argument_group("training"), GANTrainConfig, defaults=True)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise SystemExit(f"--threads must be at least 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
-    names = [f.name for f in fields(GANTrainConfig) if getattr(args, f.name, None) is not None]
-    config = GANTrainConfig(**{name: getattr(args, name) for name in names})
-    if config.steps < 1 or config.batch_size < 2:
-        raise SystemExit("--steps must be >= 1 and --batch_size >= 2")
+    args = build_parser().parse_args(argv)
+    config = GANTrainConfig(**{f.name: getattr(args, f.name) for f in fields(GANTrainConfig) if f.metadata})
+    machine = MachineOptions(threads=args.threads)
+    check_fields(config, machine)
+    if machine.threads is not None:
+        torch.set_num_threads(machine.threads)
     command = "python -m demo.train_gan " + shlex.join(sys.argv[1:] if argv is None else argv)
     if args.export:
         checkpoint_path = args.out / "checkpoint.pth"
         if not checkpoint_path.exists():
-            raise SystemExit(f"--export: no checkpoint at {checkpoint_path}; train first")
+            raise MissingInputError(f"--export: no checkpoint at {checkpoint_path}; train first")
         state = load_checkpoint(checkpoint_path)
     else:
         state = train(args.out, config, resolve_device(args.device), command)
@@ -323,4 +348,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_cli(main))

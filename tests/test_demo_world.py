@@ -13,6 +13,7 @@ from demo import train_gan, world
 from demo.assets import DEMO_GENERATOR_CONFIG
 from demo.discriminator import Discriminator
 from demo.world import SEED_RANGES, ensure_folder, ensure_heldout_folder, render_sample, write_pairs
+from utils.errors import MissingInputError
 
 
 def test_samples_are_determined_by_the_seed():
@@ -180,5 +181,7 @@ def test_export_writes_a_loadable_generator_and_its_record(tmp_path):
 
 
 def test_export_without_a_checkpoint_names_the_missing_file(tmp_path):
-    with pytest.raises(SystemExit, match="checkpoint.pth"):
+    with pytest.raises(
+        MissingInputError, match="no checkpoint at .*never_trained/checkpoint.pth; train first"
+    ):
         run_tiny(tmp_path, "never_trained", 1, "--export")

@@ -52,3 +52,11 @@ def check_resumable(checkpoint: dict, config: TrainConfig, path: str | Path) -> 
         )
     if allowed:
         print(f"note: continuing {path} with changed settings: {'; '.join(allowed)}", file=sys.stderr)
+
+
+def read_resumable_checkpoint(path: str | Path, config: TrainConfig) -> dict | None:
+    """The checkpoint in `path` if there is one and `config` may continue it (see `check_resumable`)."""
+    checkpoint = read_checkpoint(path)
+    if checkpoint is not None:
+        check_resumable(checkpoint, config, path)
+    return checkpoint

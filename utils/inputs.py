@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from utils.errors import InputError, MissingInputError
-from utils.weights import load_torch_file
+from utils.weights import WEB_PAGE_REASON, file_head, is_web_page, load_torch_file
 
 DIRECTION_HINT = (
     "run download_all.sh for the BigBiGAN direction, or make one with find_direction.py, "
@@ -38,6 +38,8 @@ def load_direction(path: str | Path, dim: int) -> torch.Tensor:
 
 def _read_matrix(path: Path):
     if path.suffix == ".npy":
+        if is_web_page(file_head(path)):
+            raise InputError(f"--z {path} cannot be read: {WEB_PAGE_REASON}; {EMBEDDINGS_HINT}")
         try:
             return torch.from_numpy(np.load(path, allow_pickle=False))
         except (ValueError, OSError, EOFError) as error:

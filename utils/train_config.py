@@ -11,13 +11,14 @@ import json
 import sys
 import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from gan_mask_gen import MaskSynthesizing
 from postprocessing import MIN_NATIVE_SIDE
 from utils.checks import at_least, check_fields, non_negative, nonzero, optional, positive
 from utils.errors import InputError
+from utils.flags import add_flags, field_default, flag, flag_converter, threads_flag
 
 BIGBIGAN_WEIGHTS = "BigGAN/weights/BigBiGAN_x1.pth"
 BIGBIGAN_DIRECTION = "BigGAN/weights/bg_direction.pth"
@@ -26,18 +27,6 @@ BIGBIGAN_DIRECTION = "BigGAN/weights/bg_direction.pth"
 # step, its loop ran steps 0..n_steps inclusive (12,001 updates), and its synthetic test loss ran the
 # U-Net in train mode (batch statistics, running averages updated by the test batches).
 FAITHFUL_PRESET = {"batch_size": 94, "n_steps": 12001, "synthetic_loss_train_mode": True}
-
-# Keys of the original's args.json that this project does not use as flags.
-ORIGINAL_ONLY_KEYS = ("args", "gen_devices")
-
-
-def parse_bool(text: str) -> bool:
-    lowered = str(text).lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def parse_synthezing(text: str | MaskSynthesizing) -> MaskSynthesizing:
@@ -74,42 +63,100 @@ def parse_device(text: str | int) -> str:
 class SegmentationTrainParams:
     """The method's training parameters (flag values of the original work; see FAITHFUL_PRESET)."""
 
-    rate: float = field(default=0.001, metadata={"check": positive})
-    steps_per_rate_decay: int = field(default=8000, metadata={"check": at_least(1)})
-    rate_decay: float = field(default=0.2, metadata={"check": positive})
-    n_steps: int = field(default=12000, metadata={"check": at_least(1)})
-    latent_shift_r: float = field(default=5.0, metadata={"check": nonzero})
-    batch_size: int = field(default=95, metadata={"check": at_least(1)})
-    steps_per_log: int = field(default=100, metadata={"check": at_least(1)})
-    steps_per_checkpoint_save: int = field(default=1000, metadata={"check": at_least(1)})
-    steps_per_validation: int = field(default=1000, metadata={"check": at_least(1)})
-    test_samples_count: int = field(default=1000, metadata={"check": at_least(1)})
-    synthezing: MaskSynthesizing = MaskSynthesizing.LIGHTING
-    mask_size_up: float = field(default=0.5, metadata={"check": positive})
-    connected_components: bool = True
-    maxes_filter: bool = True
-    synthetic_loss_train_mode: bool = False
+    rate: float = flag(0.001, "Adam learning rate", check=positive)
+    steps_per_rate_decay: int = flag(
+        8000, "multiply the rate by --rate_decay every this many steps", check=at_least(1)
+    )
+    rate_decay: float = flag(0.2, "factor of each rate decay", check=positive)
+    n_steps: int = flag(12000, "training steps (updates of the U-Net)", check=at_least(1))
+    latent_shift_r: float = flag(
+        5.0, "shift radius r: masks compare G(z) with G(z + r d); negative: the other end", check=nonzero
+    )
+    batch_size: int = flag(95, "synthetic image/mask pairs per step", check=at_least(1))
+    steps_per_log: int = flag(100, "log the synthetic test loss every this many steps", check=at_least(1))
+    steps_per_checkpoint_save: int = flag(
+        1000, "save checkpoint.pth every this many steps", check=at_least(1)
+    )
+    steps_per_validation: int = flag(
+        1000, "score the first validation folder every this many steps", check=at_least(1)
+    )
+    test_samples_count: int = flag(1000, "size of the fixed synthetic test set", check=at_least(1))
+    synthezing: MaskSynthesizing = flag(
+        MaskSynthesizing.LIGHTING,
+        "mask = pixels brighter after the shift (lighting) or than the shifted image's mean (mean_thr)",
+        metavar="{lighting,mean_thr}",
+        parse=parse_synthezing,
+    )
+    mask_size_up: float = flag(
+        0.5, "drop masks covering this share of the image or more (1 or more: keep all)", check=positive
+    )
+    connected_components: bool = flag(True, "keep 8-connected mask components above 0.2 of the largest")
+    maxes_filter: bool = flag(True, "drop samples whose smoothed 12-bin histogram has one maximum")
+    synthetic_loss_train_mode: bool = flag(
+        False, "compute the synthetic test loss in train mode, as the original (moves BatchNorm statistics)"
+    )
 
 
 @dataclass
 class RunConfig:
     """Where data and weights come from, where outputs go, and on what hardware."""
 
-    out: str = ""
-    gan_weights: str = BIGBIGAN_WEIGHTS
-    gan_config: dict = field(default_factory=dict, metadata={"parse": parse_json_object})
-    bg_direction: str = BIGBIGAN_DIRECTION
-    z: str | None = field(default=None, metadata={"parse": str})
-    z_noise: float = field(default=0.0, metadata={"check": non_negative})
-    val_images_dirs: list[str] = field(default_factory=list, metadata={"alias": "--val_images_dir"})
-    val_masks_dirs: list[str] = field(default_factory=list, metadata={"alias": "--val_masks_dir"})
-    val_resize_to: int | None = field(
-        default=128, metadata={"parse": optional_int, "check": optional(at_least(MIN_NATIVE_SIDE))}
+    out: str = flag("", "output folder; rerunning into it continues from its checkpoint", metavar="DIR")
+    gan_weights: str = flag(BIGBIGAN_WEIGHTS, "generator state dict (BigGAN-PyTorch layout)", metavar="FILE")
+    gan_config: dict = flag(
+        {},
+        "JSON object or .json file overriding entries of the BigBiGAN generator config",
+        parse=parse_json_object,
+        metavar="JSON",
+        default_text="BigBiGAN at 128 px",
     )
-    skip_bad_files: bool = False
-    unet_width: int = field(default=64, metadata={"check": at_least(1)})
-    device: str | None = field(default=None, metadata={"parse": parse_device})
-    seed: int = field(default=2, metadata={"check": at_least(0)})
+    bg_direction: str = flag(
+        BIGBIGAN_DIRECTION, "latent direction, a tensor of dim_z elements", metavar="FILE"
+    )
+    z: str | None = flag(
+        None,
+        "embeddings [N, dim_z] (.npy or .pt) to draw latents from",
+        parse=str,
+        metavar="FILE",
+        default_text="N(0, I)",
+    )
+    z_noise: float = flag(0.0, "std of Gaussian noise added to latents drawn from --z", check=non_negative)
+    val_images_dirs: list[str] = flag(
+        [],
+        "image folders to evaluate on (ECSSD/images ...)",
+        alias="--val_images_dir",
+        nargs="+",
+        metavar="DIR",
+        default_text="none",
+    )
+    val_masks_dirs: list[str] = flag(
+        [],
+        "their mask folders, paired by file-name stem",
+        alias="--val_masks_dir",
+        nargs="+",
+        metavar="DIR",
+        default_text="none",
+    )
+    val_resize_to: int | None = flag(
+        128,
+        "short side of evaluation inputs, at least 16 (none: native size)",
+        parse=optional_int,
+        check=optional(at_least(MIN_NATIVE_SIDE)),
+        metavar="PX",
+    )
+    skip_bad_files: bool = flag(
+        False, "leave out validation pairs whose files cannot be decoded (with a warning)"
+    )
+    unet_width: int = flag(64, "U-Net base width (64 is the published model)", check=at_least(1))
+    device: str | None = flag(
+        None,
+        "cpu, cuda, cuda:1, or a GPU index (0 = cuda:0)",
+        parse=parse_device,
+        metavar="DEVICE",
+        default_text="CUDA if available",
+    )
+    threads: int | None = threads_flag()
+    seed: int = flag(2, "seed of the latents and the U-Net's initialisation", check=at_least(0))
     demo: bool = False
 
 
@@ -125,62 +172,44 @@ class TrainConfig:
         return flat
 
 
-CONVERTERS = {bool: parse_bool, int: int, float: float, str: str, MaskSynthesizing: parse_synthezing}
-
-
 def flag_fields() -> dict[str, dataclasses.Field]:
     all_fields = [*fields(RunConfig), *fields(SegmentationTrainParams)]
     return {f.name: f for f in all_fields if f.name != "demo"}
 
 
-def flag_converter(f: dataclasses.Field):
-    return f.metadata.get("parse") or CONVERTERS[type(f.default)]
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Train a U-Net for object segmentation on GAN-synthesised image/mask pairs.",
+        prog="train_segmentation.py",
+        usage="%(prog)s --out DIR [--demo | --gan_weights FILE --bg_direction FILE ...] [options]",
+        description="Train a U-Net for object segmentation on GAN-synthesised image/mask pairs, then "
+        "evaluate it on image/mask folders. See README.md.",
         argument_default=argparse.SUPPRESS,
     )
-    parser.add_argument("--args", help="JSON file with any of these flags (as args.json of a run)")
-    parser.add_argument("--demo", action="store_true", help="use the embedded demo world (see README)")
+    parser.add_argument("--args", metavar="JSON", help="a run's args.json (this project's or the original's)")
+    parser.add_argument(
+        "--demo", action="store_true", help="the embedded demo world: runs anywhere, ~4 min on a CPU"
+    )
     parser.add_argument(
         "--faithful",
         action="store_true",
-        help="the original's training: 94 samples per step, 12,001 updates, train-mode synthetic loss",
+        help="the original's training: 94 samples per step, 12,001 updates, train-mode test loss",
     )
     parser.add_argument(
         "--gen_devices",
         type=int,
         nargs="+",
-        help="the original's generator GPUs: k of them make the batch k * (batch_size // k) samples",
+        metavar="GPU",
+        help="the original's generator GPUs: k of them make the batch k × (batch_size // k) samples",
     )
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    hints = {
-        "out": "output folder (required); rerunning into it resumes from its checkpoint",
-        "gan_config": "JSON object or .json file overriding the generator config",
-        "z": "embeddings matrix [N, dim_z] (.npy or .pt) to sample latents from",
-        "val_resize_to": "short side the validation images are resized to (none: native size)",
-        "skip_bad_files": "leave out validation images or masks that cannot be decoded, with a warning",
-        "unet_width": "U-Net base width (64 is the published model)",
-        "device": "cpu, cuda, cuda:1 or a GPU index ... (default: CUDA if available)",
-        "synthetic_loss_train_mode": "compute the synthetic test loss in train mode, as the original",
-    }
-    for f in flag_fields().values():
-        if "alias" in f.metadata:
-            parser.add_argument(f"--{f.name}", f.metadata["alias"], nargs="+", help="one or more folders")
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        if isinstance(default, MaskSynthesizing):
-            default = default.name.lower()
-        help_text = f"{hints.get(f.name, '')} (default: {default})".strip()
-        parser.add_argument(f"--{f.name}", type=flag_converter(f), help=help_text)
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error too")
+    add_flags(parser.add_argument_group("inputs, outputs and hardware"), RunConfig)
+    add_flags(parser.add_argument_group("training (the method's parameters)"), SegmentationTrainParams)
     return parser
 
 
 def _json_type_error(f: dataclasses.Field, value) -> str | None:
     """Why a JSON value cannot be the flag `f`, or None. Strings are parsed as on the command line."""
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    default = field_default(f)
     if isinstance(value, str) and not isinstance(default, list | dict):
         return None
     if isinstance(default, list):
@@ -314,6 +343,7 @@ RESUMABLE_CHANGES = (
     "val_resize_to",
     "skip_bad_files",
     "device",
+    "threads",
     "demo",
 )
 

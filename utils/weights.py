@@ -22,15 +22,28 @@ class WeightsError(UserError, RuntimeError):
     """A weight file is missing, unreadable, or does not match the model."""
 
 
+WEB_PAGE_STARTS = (b"<!doctype html", b"<html", b"<?xml", b"<head")
+WEB_PAGE_REASON = "it is an HTML page, not a download of the file itself (use a direct link, e.g. ?dl=1)"
+
+
+def is_web_page(head: bytes) -> bool:
+    """Whether a file starting with `head` is a web page (a share link saved in place of the file)."""
+    return head.lstrip().lower().startswith(WEB_PAGE_STARTS)
+
+
+def file_head(path: str | Path, size: int = 64) -> bytes:
+    with Path(path).open("rb") as file:
+        return file.read(size)
+
+
 def _not_a_torch_file(head: bytes) -> str | None:
     """Why a file starting with `head` cannot be a torch.save file, or None if it may be one."""
     if not head:
         return "it is empty"
     if head.startswith(TORCH_FILE_MAGICS):
         return None
-    text = head.lstrip().lower()
-    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")):
-        return "it is an HTML page, not a download of the file itself (use a direct link, e.g. ?dl=1)"
+    if is_web_page(head):
+        return WEB_PAGE_REASON
     return f"it starts with {head[:16]!r}, not with the header torch.save writes"
 
 
@@ -43,8 +56,7 @@ def load_torch_file(path: str | Path, hint: str, what: str = "weights file"):
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{what} {path} does not exist: {hint}")
-    with path.open("rb") as file:
-        reason = _not_a_torch_file(file.read(64))
+    reason = _not_a_torch_file(file_head(path))
     if reason is None:
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
