@@ -1,4 +1,5 @@
-"""Loading U-Net weights (Pytorch-UNet state dicts such as u_net_imagenet.pth), strictly.
+"""Loading U-Net weights strictly: Pytorch-UNet state dicts (the released u_net_imagenet.pth, a run's
+segmentation.pth) and training checkpoints (checkpoint.pth, whose "model" entry is such a state dict).
 
 The layout is read off the file itself: the base width from the first convolution, transposed-
 convolution ups from their weights, so a checkpoint of any width loads without being told it.
@@ -10,7 +11,7 @@ import torch
 
 from UNet.unet_model import UNet
 from utils.device import resolve_device
-from utils.weights import WeightsError, load_state_dict_strictly, read_state_dict
+from utils.weights import WeightsError, as_state_dict, load_state_dict_strictly, load_torch_file
 
 DOWNLOAD_HINT = (
     "run `bash download_all.sh --unets` to fetch the released U-Nets into pretrained/ "
@@ -33,6 +34,14 @@ def unet_layout(state: dict[str, torch.Tensor], source: str) -> dict:
     }
 
 
+def read_unet_state(weights_path: str | Path) -> dict[str, torch.Tensor]:
+    """The U-Net state dict of a weights file or of a training checkpoint's "model" entry."""
+    loaded = load_torch_file(weights_path, DOWNLOAD_HINT)
+    if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict) and "step" in loaded:
+        loaded = loaded["model"]
+    return as_state_dict(loaded, weights_path)
+
+
 def load_unet(
     weights_path: str | Path, device: str | torch.device | None = None, base_width: int | None = None
 ) -> UNet:
@@ -40,7 +49,7 @@ def load_unet(
 
     The layout comes from the file; `base_width`, when given, must match it.
     """
-    state = read_state_dict(weights_path, DOWNLOAD_HINT)
+    state = read_unet_state(weights_path)
     layout = unet_layout(state, str(weights_path))
     if base_width is not None and base_width != layout["base_width"]:
         raise WeightsError(

@@ -139,3 +139,11 @@ def test_state_dict_of_another_model_is_not_taken_for_a_unet(tmp_path):
     torch.save(tiny_generator_state(), tmp_path / "G.pth")
     with pytest.raises(WeightsError, match="is not a U-Net state dict"):
         load_unet(tmp_path / "G.pth", device="cpu")
+
+
+def test_unet_of_a_training_checkpoint_loads(tmp_path):
+    state = fill_module(UNet(base_width=4)).state_dict()
+    torch.save({"model": state, "opt": {}, "step": 7}, tmp_path / "checkpoint.pth")
+    model = load_unet(tmp_path / "checkpoint.pth", device="cpu")
+    assert model.base_width == 4
+    assert torch.equal(model.state_dict()["outc.conv.weight"], state["outc.conv.weight"])

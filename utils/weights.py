@@ -71,12 +71,16 @@ def load_torch_file(path: str | Path, hint: str, what: str = "weights file"):
     raise WeightsError(f"{what} {path} cannot be read: {reason}; {hint}")
 
 
+def as_state_dict(loaded, path: str | Path) -> dict[str, torch.Tensor]:
+    """`loaded` if it is a state dict (a dict of tensors), else a `WeightsError` naming `path`."""
+    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise WeightsError(f"{path} does not hold a state dict (a dict of tensors)")
+    return loaded
+
+
 def read_state_dict(path: str | Path, hint: str) -> dict[str, torch.Tensor]:
     """The tensors in `path`; `hint` tells the user how to obtain the file when it is missing."""
-    state = load_torch_file(path, hint)
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsError(f"{path} does not hold a state dict (a dict of tensors)")
-    return state
+    return as_state_dict(load_torch_file(path, hint), path)
 
 
 def _fits(expected: torch.Tensor, given: torch.Tensor) -> bool:
