@@ -128,6 +128,11 @@ def _read(path: Path, convert: Callable[[Image.Image], Image.Image]) -> Image.Im
         return convert(file)
 
 
+def read_rgb(path: str | Path) -> Image.Image:
+    """An image file decoded completely (truncation raises here) and made 8-bit RGB by `to_rgb`."""
+    return _read(Path(path), to_rgb)
+
+
 def to_signed_tensor(image: Image.Image) -> torch.Tensor:
     """RGB PIL image -> float `[3, H, W]` in [-1, 1] (`2 * ToTensor() - 1`, as the original)."""
     return TF.to_tensor(image) * 2 - 1

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan_mask_gen import pair_to_mask, rgb2gray
-from utils.checks import at_least, check_fields, non_negative, positive
+from utils.checks import at_least, check_fields, non_negative, one_of, positive
 from utils.errors import InputError, UserError
 from utils.flags import flag
 from utils.progress import progress_bar
@@ -55,10 +55,6 @@ KORNIA_SOBEL_EPS = 1e-6  # kornia.filters.sobel's default, used by Melas-Kyriazi
 
 class DirectionSearchError(UserError, RuntimeError):
     """The search diverged or could not move: its result would not be a usable direction."""
-
-
-def known_objective(value) -> str | None:
-    return None if value in OBJECTIVES else f"must be one of {', '.join(OBJECTIVES)}"
 
 
 @dataclass
@@ -83,7 +79,7 @@ class DirectionSearchConfig:
     objective: str = flag(
         VARIANT,
         f"{VARIANT}: this project's variant; {MELAS_KYRIAZI}: Melas-Kyriazi et al.'s objective as published",
-        check=known_objective,
+        check=one_of(OBJECTIVES),
         metavar="{" + ",".join(OBJECTIVES) + "}",
     )
 

@@ -12,7 +12,6 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from enum import Enum
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,22 +42,56 @@ def mean_thr_mask(img_shifted: torch.Tensor) -> torch.Tensor:
     return (gray > gray.mean(dim=(1, 2), keepdim=True)).long()
 
 
-def maxes_filter(images: torch.Tensor, bins: int = 12, width: int = 3) -> torch.Tensor:
-    """True for images whose smoothed value histogram has at least two local maxima.
+def value_histograms(images: torch.Tensor, bins: int = 12) -> torch.Tensor:
+    """`torch.histc(image.float(), bins, -1, 1)` of every image of a batch, as int64 `[B, bins]`.
 
-    The histogram counts all channels' values in [-1, 1] (`torch.histc` bins) and is smoothed by a
-    box filter with zero padding. A bin is a maximum when it is >= both neighbours (an end bin
-    against its one neighbour), so plateaus count several times, as in the original.
-    A single-mode histogram means a flat image that the shift did not split into two regions.
+    On the CPU one `histc` per image is a single tight pass and 3-5x faster than `batched_histograms`;
+    on an accelerator per-image calls are bound by kernel launches, so the batch is counted at once.
     """
-    hists = torch.stack([torch.histc(image.float(), bins, -1, 1) for image in images])
-    box = torch.ones(1, 1, width, device=images.device, dtype=hists.dtype)
-    smooth = F.conv1d(hists[:, None], box, padding=width // 2)[:, 0].cpu().numpy()
-    ones = np.ones((len(smooth), 1), dtype=bool)
-    not_below_left = np.concatenate([ones, smooth[:, 1:] >= smooth[:, :-1]], axis=1)
-    not_below_right = np.concatenate([smooth[:, :-1] >= smooth[:, 1:], ones], axis=1)
-    maxima = (not_below_left & not_below_right).sum(axis=1)
-    return torch.from_numpy(maxima >= 2)
+    if images.device.type == "cpu":
+        return torch.stack([torch.histc(image.float(), bins, -1, 1) for image in images]).long()
+    return batched_histograms(images, bins)
+
+
+def batched_histograms(images: torch.Tensor, bins: int = 12) -> torch.Tensor:
+    """`torch.histc(image.float(), bins, -1, 1)` of all images with one `bincount` over per-image bins.
+
+    The bin of a value is histc's own float32 formula, `trunc((x - lo) * bins / (hi - lo))` with
+    `hi` in the last bin (hi - lo = 2, so dividing by it is exact in any implementation); values
+    outside `[lo, hi]` and NaN go to a per-image overflow slot that is dropped.
+    """
+    lo, hi = -1.0, 1.0
+    values = images.float().flatten(1)
+    inside = (values >= lo) & (values <= hi)
+    index = ((values - lo) * bins / (hi - lo)).long().clamp_(max=bins - 1)
+    index = torch.where(inside, index, bins)
+    index += (bins + 1) * torch.arange(len(values), device=values.device)[:, None]
+    counts = torch.bincount(index.flatten(), minlength=len(values) * (bins + 1))
+    return counts.view(len(values), bins + 1)[:, :bins]
+
+
+def count_maxima(hists: torch.Tensor, width: int = 3) -> torch.Tensor:
+    """Local maxima of each row after a zero-padded box filter of `width`; plateaus count every bin.
+
+    A bin is a maximum when it is >= both neighbours (an end bin against its one neighbour). The
+    integer sums equal the original's float32 box filter wherever that one is exact (sums below 2**24,
+    i.e. any image of fewer than 5.5 million values); beyond that they stay exact where float32 rounds.
+    """
+    padded = F.pad(hists, (width // 2, width // 2))
+    smooth = padded.unfold(1, width, 1).sum(dim=2)
+    not_below_left = F.pad(smooth[:, 1:] >= smooth[:, :-1], (1, 0), value=True)
+    not_below_right = F.pad(smooth[:, :-1] >= smooth[:, 1:], (0, 1), value=True)
+    return (not_below_left & not_below_right).sum(dim=1)
+
+
+def maxes_filter(images: torch.Tensor, bins: int = 12, width: int = 3) -> torch.Tensor:
+    """True for images whose smoothed value histogram has at least two local maxima, bool `[B]`.
+
+    The histogram counts all channels' values in [-1, 1] (`torch.histc` bins, see `value_histograms`)
+    and is smoothed by a box filter with zero padding; see `count_maxima`. A single-mode histogram
+    means a flat image that the shift did not split into two regions. The result is on the images' device.
+    """
+    return count_maxima(value_histograms(images, bins), width) >= 2
 
 
 def area_filter(masks: torch.Tensor, mask_size_up: float) -> torch.Tensor:
@@ -153,6 +186,17 @@ class MaskGenerator(nn.Module):
             mask = postprocess(img, mask)
         return img, img_shifted, mask
 
+    def filter_decisions(
+        self, img_shifted: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per sample: whether the area filter passes it, and whether it is kept (area and, when on,
+        histogram filter), as bool `[B]` tensors."""
+        by_area = area_filter(mask, self.p.mask_size_up)
+        keep = by_area
+        if self.p.maxes_filter:
+            keep = keep & maxes_filter(img_shifted).to(keep.device)
+        return by_area, keep
+
     @torch.no_grad()
     def forward(self, max_retries: int = 100, z: torch.Tensor | None = None) -> ImagePair:
         """Exactly `batch_size` filtered pairs; `z` is used for the first generator call only."""
@@ -163,10 +207,7 @@ class MaskGenerator(nn.Module):
         for attempt in range(max_retries):
             latents = z if z is not None and attempt == 0 else self.make_noise(batch_size)
             img, img_shifted, mask = self.gen_samples(latents)
-            by_area = area_filter(mask, self.p.mask_size_up)
-            keep = by_area
-            if self.p.maxes_filter:
-                keep = keep & maxes_filter(img_shifted).to(keep.device)
+            by_area, keep = self.filter_decisions(img_shifted, mask)
             rejected["area"] += int((~by_area).sum())
             rejected["maxes"] += int((by_area & ~keep).sum())
             images.append(img[keep])

@@ -1,13 +1,13 @@
 """`train_segmentation.py --demo`: the committed demo generator and direction, the held-out folder,
 and the baselines reported beside the U-Net."""
 
-import torch
+import numpy as np
 
 from data import SegmentationDataset
 from demo.assets import DEMO_DIRECTION_PATH, DEMO_GENERATOR_CONFIG, DEMO_GENERATOR_PATH
-from demo.baselines import evaluate_baselines, per_image_iou, summary
+from demo.baselines import evaluate_baselines, summary
 from demo.world import ensure_heldout_folder, ensure_validation_folder
-from postprocessing import Threshold
+from evaluation import Scores, ValidationSet
 
 # Chosen on the validation seed range (demo.world.SEED_RANGES.validation), never on the test range.
 DEMO_TRAINING = {
@@ -39,13 +39,12 @@ def demo_preset() -> dict:
     }
 
 
-def demo_score_extras(model: torch.nn.Module, resize_to: int | None, val_set, device: torch.device) -> dict:
-    """Per-image IoU of the U-Net and the baselines on the first validation folder (the held-out one)."""
-    model.eval()
-    threshold = Threshold(model, resize_to=resize_to)
+def demo_score_extras(scores: Scores, val_set: ValidationSet) -> dict:
+    """Per-image IoU summary of the U-Net (its `scores` on the held-out folder `val_set`) and the
+    baselines on the same folder."""
     test_pairs = list(val_set.dataset)
     validation_pairs = list(SegmentationDataset(*ensure_validation_folder()))
-    unet = per_image_iou(lambda image: threshold(image[None].to(device))[0].cpu(), test_pairs)
+    unet = np.array(scores.per_image_iou)
     return {
         "unet_per_image": {"dataset": val_set.name, "images": len(test_pairs), **summary(unet)},
         "baselines": evaluate_baselines(test_pairs, validation_pairs),

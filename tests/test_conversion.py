@@ -5,15 +5,14 @@ import json
 import math
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
 import torch
-from nbclient import NotebookClient
 
 from BigGAN.gan_load import UnconditionalBigGAN, make_big_gan
 from BigGAN.model.BigGAN import Generator
 from tests.conftest import FIXTURES
+from tests.notebooks import execute_notebook, image_count, printed_text
 from tests.weight_fill import fill_module
 from tf_tools.bigbigan2biggan import ConversionError, convert, convert_file, main
 from tf_tools.h5_variables import write_variables
@@ -21,7 +20,6 @@ from tf_tools.mapping import GENERATOR_SCOPE, generator_mapping, target_generato
 from tf_tools.tfhub_module import MODULE_URL
 from utils.cli import run_cli
 
-ROOT = Path(__file__).parent.parent
 FINGERPRINT_WEIGHTS_SEED = 12345
 
 
@@ -168,18 +166,6 @@ def test_a_file_without_the_generator_scope_is_refused(tmp_path, capsys):
     assert "absent.h5 does not exist" in capsys.readouterr().err
 
 
-def run_notebook(parameters: dict) -> list[nbformat.NotebookNode]:
-    """Execute bigbigan2biggan.ipynb with its parameters cell replaced; the outputs of its cells."""
-    notebook = nbformat.read(ROOT / "bigbigan2biggan.ipynb", as_version=4)
-    notebook.cells[0].source = "\n".join(f"{name} = {value!r}" for name, value in parameters.items())
-    NotebookClient(
-        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
-    ).execute()
-    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
-    assert not [output for output in outputs if output.output_type == "error"]
-    return outputs
-
-
 def notebook_parameters(tmp_path: Path, **overrides) -> dict:
     return {
         "MODULE_DIR": str(tmp_path / "tfhub" / "bigbigan-resnet50"),
@@ -194,8 +180,7 @@ def notebook_parameters(tmp_path: Path, **overrides) -> dict:
 
 
 def test_notebook_without_a_module_says_what_to_download(tmp_path):
-    outputs = run_notebook(notebook_parameters(tmp_path))
-    text = "".join(output.get("text", "") for output in outputs)
+    text = printed_text(execute_notebook("bigbigan2biggan.ipynb", notebook_parameters(tmp_path)))
     assert MODULE_URL in text
     assert str(tmp_path / "tfhub" / "bigbigan-resnet50" / "variables" / "variables.index") in text
     assert not (tmp_path / "BigBiGAN_x1_converted.pth").exists()
@@ -206,7 +191,7 @@ def test_notebook_converts_shows_and_compares(tmp_path, small_generator, small_c
     Path(parameters["VARIABLES_H5"]).parent.mkdir()
     write_variables(parameters["VARIABLES_H5"], small_variables.items())
     torch.save(small_generator.state_dict(), parameters["EXISTING"])
-    outputs = run_notebook(parameters)
-    text = "".join(output.get("text", "") for output in outputs)
+    outputs = execute_notebook("bigbigan2biggan.ipynb", parameters)
+    text = printed_text(outputs)
     assert "largest pixel difference" in text and ": 0 (range" in text
-    assert sum("image/png" in output.get("data", {}) for output in outputs) == 2
+    assert image_count(outputs) == 2

@@ -2,7 +2,9 @@
 
 import json
 
+import evaluate
 import train_segmentation
+from demo.world import ensure_heldout_folder
 
 # Measured on this project's 2-core CPU machine with the committed demo assets: at 120 steps of batch 32
 # (34 s) the U-Net scored 0.807 mean IoU on the 500 held-out images against 0.567 for Otsu, the best
@@ -32,3 +34,9 @@ def test_reduced_demo_beats_the_best_baseline(tmp_path):
     assert unet["IoU"] >= best["IoU"] + REQUIRED_MARGIN, (
         f"U-Net {unet['IoU']:.3f} vs {best_name} {best['IoU']:.3f}"
     )
+
+    # evaluate.py gives the same numbers for the same weights and folder (one evaluation code path).
+    images, masks = ensure_heldout_folder()
+    argv = ["--weights", str(out / "segmentation.pth"), "--images", str(images), "--masks", str(masks)]
+    scores = evaluate.main([*argv, "--resize_to", "none", "--device", "cpu"])[str(out / "segmentation.pth")]
+    assert scores["heldout"].to_json() == score["heldout"]

@@ -50,6 +50,11 @@ def at_least(low: int) -> Check:
     return check
 
 
+def one_of(choices: tuple) -> Check:
+    """One of `choices` (an enumerated setting)."""
+    return lambda value: None if value in choices else f"must be one of {', '.join(map(str, choices))}"
+
+
 def optional(check: Check) -> Check:
     """`check`, or None (the field is off)."""
     return lambda value: None if value is None else check(value)

@@ -26,6 +26,17 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def optional_int(text: str) -> int | None:
+    """A whole number, or None for `none` (and 0, as the original's unset sizes)."""
+    return None if str(text).lower() in ("none", "0") else int(text)
+
+
+def parse_device(text: str | int) -> str:
+    """A torch device name; a bare GPU index (the original's `--device 0`) means that CUDA device."""
+    text = str(text).strip()
+    return f"cuda:{text}" if text.isdigit() else text
+
+
 CONVERTERS = {bool: parse_bool, int: int, float: float, str: str}
 
 
@@ -81,3 +92,9 @@ def threads_flag():
         metavar="N",
         default_text="torch's choice",
     )
+
+
+def device_flag():
+    """The `--device` field of every entry point (None: CUDA when available, else the CPU)."""
+    help_text = "cpu, cuda, cuda:1, or a GPU index (0 = cuda:0)"
+    return flag(None, help_text, parse=parse_device, metavar="DEVICE", default_text="CUDA if available")

@@ -16,9 +16,18 @@ from pathlib import Path
 
 from gan_mask_gen import MaskSynthesizing
 from postprocessing import MIN_NATIVE_SIDE
-from utils.checks import at_least, check_fields, non_negative, nonzero, optional, positive
+from utils.checks import at_least, check_fields, non_negative, nonzero, one_of, optional, positive
 from utils.errors import InputError
-from utils.flags import add_flags, field_default, flag, flag_converter, threads_flag
+from utils.flags import (
+    add_flags,
+    device_flag,
+    field_default,
+    flag,
+    flag_converter,
+    optional_int,
+    threads_flag,
+)
+from utils.precision import PRECISIONS
 
 BIGBIGAN_WEIGHTS = "BigGAN/weights/BigBiGAN_x1.pth"
 BIGBIGAN_DIRECTION = "BigGAN/weights/bg_direction.pth"
@@ -47,16 +56,6 @@ def parse_json_object(text: str) -> dict:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
     return value
-
-
-def optional_int(text: str) -> int | None:
-    return None if str(text).lower() in ("none", "0") else int(text)
-
-
-def parse_device(text: str | int) -> str:
-    """A torch device name; a bare GPU index (the original's `--device 0`) means that CUDA device."""
-    text = str(text).strip()
-    return f"cuda:{text}" if text.isdigit() else text
 
 
 @dataclass
@@ -148,16 +147,20 @@ class RunConfig:
         False, "leave out validation pairs whose files cannot be decoded (with a warning)"
     )
     unet_width: int = flag(64, "U-Net base width (64 is the published model)", check=at_least(1))
-    device: str | None = flag(
-        None,
-        "cpu, cuda, cuda:1, or a GPU index (0 = cuda:0)",
-        parse=parse_device,
-        metavar="DEVICE",
-        default_text="CUDA if available",
-    )
+    device: str | None = device_flag()
     threads: int | None = threads_flag()
+    precision: str | None = flag(
+        None,
+        "fp32, or bf16 autocast for the generator and the U-Net's training steps",
+        parse=str,
+        check=optional(one_of(PRECISIONS)),
+        metavar="{fp32,bf16}",
+        default_text="bf16 on CUDA, fp32 on the CPU",
+    )
     seed: int = flag(2, "seed of the latents and the U-Net's initialisation", check=at_least(0))
     demo: bool = False
+    # Processes of a torchrun launch: recorded, not set (it comes from the launch).
+    world_size: int = 1
 
 
 @dataclass
@@ -174,7 +177,7 @@ class TrainConfig:
 
 def flag_fields() -> dict[str, dataclasses.Field]:
     all_fields = [*fields(RunConfig), *fields(SegmentationTrainParams)]
-    return {f.name: f for f in all_fields if f.name != "demo"}
+    return {f.name: f for f in all_fields if f.name not in ("demo", "world_size")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -267,7 +270,7 @@ def read_args_file(path: str) -> dict:
         raise InputError(f"{source}: expected a JSON object of flag values")
     merged = {}
     for name, value in from_file.items():
-        if name == "args" or (value is None and not _admits_none(name)):
+        if name in ("args", "world_size") or (value is None and not _admits_none(name)):
             continue
         if value is None:
             merged[name] = None
@@ -344,6 +347,7 @@ RESUMABLE_CHANGES = (
     "skip_bad_files",
     "device",
     "threads",
+    "precision",
     "demo",
 )
 

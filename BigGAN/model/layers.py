@@ -46,7 +46,10 @@ class SpectralNorm:
     """Mixin dividing `self.weight` by its largest singular value (BigGAN-PyTorch's `SN`).
 
     `u{i}` are the power-iteration vectors, `sv{i}` a training-time log of the singular values.
-    In eval mode the stored vectors are used as they are, so a loaded model is deterministic.
+    In eval mode the stored vectors are used as they are, so a loaded model is deterministic, and
+    W / sigma is computed once and reused until the weight or a vector changes (see
+    `_eval_cache_key`). In-place changes made through `.data` bypass the version counters that
+    this relies on: call `clear_normalized_weight_cache()` after such a change.
     """
 
     def init_spectral_norm(self, num_svs: int, num_itrs: int, num_outputs: int, eps: float) -> None:
@@ -56,9 +59,49 @@ class SpectralNorm:
         for i in range(num_svs):
             self.register_buffer(f"u{i}", torch.randn(1, num_outputs))
             self.register_buffer(f"sv{i}", torch.ones(1))
+        self.clear_normalized_weight_cache()
+        self.register_load_state_dict_post_hook(_clear_cache_after_load)
+
+    def clear_normalized_weight_cache(self) -> None:
+        self._normalized_cache: tuple[tuple, list[torch.Tensor], torch.Tensor] | None = None
 
     def normalized_weight(self) -> torch.Tensor:
-        weight = self.weight.view(self.weight.size(0), -1)
+        key = self._eval_cache_key()
+        if key is None:
+            self.clear_normalized_weight_cache()
+            return self._compute_normalized_weight()
+        if self._normalized_cache is None or self._normalized_cache[0] != key:
+            with torch.no_grad():
+                normalized = self._compute_normalized_weight()
+            # The aliases keep the inputs' memory alive, so no other tensor can take their addresses.
+            self._normalized_cache = (key, [tensor.detach() for tensor in self._sn_inputs()], normalized)
+        return self._normalized_cache[2]
+
+    def _sn_inputs(self) -> list[torch.Tensor]:
+        return [self.weight, *(getattr(self, f"u{i}") for i in range(self.num_svs))]
+
+    def _eval_cache_key(self) -> tuple | None:
+        """Everything W / sigma depends on in eval mode, or None where it must be computed afresh: in
+        training (the power iteration updates `u`), when autograd needs the graph back to the weight,
+        and for inference tensors (they have no version counter)."""
+        inputs = self._sn_inputs()
+        if (
+            self.training
+            or (torch.is_grad_enabled() and self.weight.requires_grad)
+            or any(tensor.is_inference() for tensor in inputs)
+        ):
+            return None
+        device_type = self.weight.device.type
+        return (
+            tuple((t.data_ptr(), t._version, t.shape, t.stride(), t.dtype, t.device) for t in inputs),
+            torch.is_autocast_enabled(device_type),
+            torch.get_autocast_dtype(device_type),
+            torch.is_inference_mode_enabled(),
+        )
+
+    def _compute_normalized_weight(self) -> torch.Tensor:
+        # reshape, not view: a channels_last kernel is not contiguous.
+        weight = self.weight.reshape(self.weight.size(0), -1)
         us = [getattr(self, f"u{i}") for i in range(self.num_svs)]
         for _ in range(self.num_itrs):
             sigmas = power_iteration(weight, us, update=self.training, eps=self.sn_eps)
@@ -67,6 +110,10 @@ class SpectralNorm:
                 for i, sigma in enumerate(sigmas):
                     getattr(self, f"sv{i}").fill_(sigma.item())
         return self.weight / sigmas[0]
+
+
+def _clear_cache_after_load(module: SpectralNorm, incompatible_keys) -> None:
+    module.clear_normalized_weight_cache()
 
 
 class SNConv2d(nn.Conv2d, SpectralNorm):

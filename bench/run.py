@@ -1,0 +1,361 @@
+"""Speed of the exact fast paths against their plain references, and of the pieces of a training run.
+
+    python -m bench.run [--quick] [--threads N]
+
+Runs on CUDA when available, else on the CPU, and prints the machine and one markdown table
+(name, ours, reference, ratio or value, unit). Times are the best of a few runs after a warm-up, so
+that other work on a shared machine inflates them as little as possible. See bench/README.md.
+"""
+
+import argparse
+import dataclasses
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from BigGAN.gan_load import UnconditionalBigGAN, generator_config, make_big_gan
+from BigGAN.model.BigGAN import Generator
+from demo.assets import DEMO_DIRECTION_PATH, DEMO_GENERATOR_CONFIG, DEMO_GENERATOR_PATH
+from demo.preset import DEMO_TRAINING
+from gan_mask_gen import (
+    MaskGenerator,
+    MaskStream,
+    batched_histograms,
+    count_maxima,
+    maxes_filter,
+    pair_to_mask,
+)
+from metrics import F_max, precision_recall_curves
+from postprocessing import connected_components_filter
+from tests.conftest import load_fixture
+from tests.reference_impl import (
+    connected_components_reference,
+    maxes_filter_reference,
+    precision_recall_curves_reference,
+    uncached_spectral_norm,
+)
+from tests.weight_fill import fill_module
+from UNet.unet_model import UNet
+from utils.inputs import load_direction
+from utils.train_config import SegmentationTrainParams
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Problem sizes and repeats of one run; `generator_config` overrides the 128-px BigBiGAN config."""
+
+    side: int = 128  # of the filters' images and masks and of the F_max maps
+    filter_batch: int = 64
+    fmax_maps: int = 64
+    generator_batch: int = 4
+    synthetic_batch: int = 16
+    unet_batch: int = 16
+    unet_width: int = 64
+    unet_size: int = 128
+    demo_batch: int = DEMO_TRAINING["batch_size"]
+    demo_steps: int = 20
+    repeats: int = 3
+    generator_repeats: int = 2
+    generator_config: dict = field(default_factory=dict)
+
+
+CPU_SIZES = Sizes()
+CPU_QUICK = Sizes(
+    filter_batch=16,
+    fmax_maps=8,
+    generator_batch=1,
+    synthetic_batch=4,
+    demo_steps=3,
+    repeats=1,
+    generator_repeats=1,
+)
+CUDA_SIZES = Sizes(
+    filter_batch=256,
+    fmax_maps=256,
+    generator_batch=32,
+    synthetic_batch=95,
+    demo_steps=50,
+    repeats=5,
+    generator_repeats=3,
+)
+CUDA_QUICK = Sizes(
+    filter_batch=64,
+    fmax_maps=64,
+    generator_batch=8,
+    synthetic_batch=32,
+    demo_steps=10,
+    repeats=2,
+    generator_repeats=1,
+)
+
+
+@dataclass
+class Row:
+    """One table row: `ours` (and `reference`, giving the ratio reference / ours) in `unit`, or a value."""
+
+    name: str
+    ours: float
+    unit: str
+    reference: float | None = None
+    value: str = ""
+
+    def cells(self) -> list[str]:
+        ratio = f"{self.reference / self.ours:.1f}×" if self.reference is not None else self.value
+        reference = "" if self.reference is None else f"{self.reference:.4g}"
+        return [self.name, f"{self.ours:.4g}", reference, ratio, self.unit]
+
+
+def best_time(fn: Callable[[], object], repeats: int, device: torch.device, warmup: bool = True) -> float:
+    """Seconds of the fastest of `repeats` calls (after a warm-up call unless `warmup` is off)."""
+
+    def timed() -> float:
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    if warmup:
+        timed()
+    return min(timed() for _ in range(repeats))
+
+
+def pipeline_fixture(name: str, count: int, side: int, device: torch.device) -> torch.Tensor:
+    """`count` items of a mask-pipeline fixture tensor (generator outputs), tiled, cropped to `side`."""
+    source = load_fixture("mask_pipeline_inputs.pt" if name == "img_shifted" else "mask_pipeline.pt")[name]
+    tiled = source.repeat(-(-count // len(source)), *([1] * (source.dim() - 1)))[:count, ..., :side, :side]
+    return tiled.to(device).float() if name == "img_shifted" else tiled.to(device).long()
+
+
+def fast_path_rows(sizes: Sizes, device: torch.device) -> list[Row]:
+    """Each exact fast path against the plain implementation of its definition, on the same inputs."""
+    images = pipeline_fixture("img_shifted", sizes.filter_batch, sizes.side, device)
+    masks = pipeline_fixture("pair_to_mask", sizes.filter_batch, sizes.side, device)
+    g = torch.Generator().manual_seed(0)
+    prob = torch.rand(sizes.fmax_maps, sizes.side, sizes.side, generator=g).to(device)
+    images_size = f"{sizes.filter_batch} × 3×{sizes.side}²"
+    gt = (torch.rand(prob.shape, generator=g).to(device) < prob).long()
+    pairs = [
+        (
+            f"two-peak filter, {images_size}",
+            lambda: maxes_filter(images),
+            lambda: maxes_filter_reference(images),
+        ),
+        (
+            f"two-peak filter, batched bincount path, {images_size}",
+            lambda: count_maxima(batched_histograms(images)) >= 2,
+            lambda: maxes_filter_reference(images),
+        ),
+        (
+            f"connected components, {sizes.filter_batch} masks {sizes.side}²",
+            lambda: connected_components_filter(None, masks),
+            lambda: connected_components_reference(masks),
+        ),
+        (
+            f"F_max (255 thresholds), {sizes.fmax_maps} maps {sizes.side}²",
+            lambda: F_max(*precision_recall_curves(gt, prob)),
+            lambda: F_max(*precision_recall_curves_reference(gt, prob)),
+        ),
+    ]
+    milliseconds = [
+        (name, 1e3 * best_time(ours, sizes.repeats, device), 1e3 * best_time(plain, sizes.repeats, device))
+        for name, ours, plain in pairs
+    ]
+    return [Row(name, ours, "ms", plain) for name, ours, plain in milliseconds]
+
+
+def bench_generator(sizes: Sizes, device: torch.device) -> UnconditionalBigGAN:
+    """The BigBiGAN generator (128 px unless overridden) with the fixtures' deterministic weight fill."""
+    return UnconditionalBigGAN(fill_module(Generator(**generator_config(sizes.generator_config)))).to(device)
+
+
+def bench_direction(dim: int, device: torch.device) -> torch.Tensor:
+    """A seeded random unit direction, signed so that most masks of the filled generator pass the area
+    filter (the other sign makes them cover most of the image)."""
+    direction = torch.randn(dim, generator=torch.Generator().manual_seed(0))
+    return (-direction / direction.norm()).to(device)
+
+
+@torch.no_grad()
+def generator_rows(G: UnconditionalBigGAN, sizes: Sizes, device: torch.device) -> list[Row]:
+    """Eval forward with cached against recomputed W / sigma, and the image pair of a sample in fp32
+    and under bf16 autocast, with the share of mask pixels on which the two precisions agree."""
+    z = torch.randn(sizes.generator_batch, G.dim_z, generator=torch.Generator().manual_seed(1)).to(device)
+    shift = SegmentationTrainParams().latent_shift_r * bench_direction(G.dim_z, device)
+    one = z[:1]
+    cached = best_time(lambda: G(one), sizes.generator_repeats, device)
+    with uncached_spectral_norm():
+        recomputed = best_time(lambda: G(one), sizes.generator_repeats, device)
+
+    pairs = {}
+
+    def pair(precision: str) -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            pairs[precision] = (G(z).float(), G.gen_shifted(z, shift).float())
+
+    per_sample = {
+        precision: best_time(lambda p=precision: pair(p), sizes.generator_repeats, device) / len(z)
+        for precision in ("fp32", "bf16")
+    }
+    agreement = (pair_to_mask(*pairs["fp32"]) == pair_to_mask(*pairs["bf16"])).float().mean().item()
+    fp32, bf16 = per_sample["fp32"], per_sample["bf16"]
+    return [
+        Row("generator G(z), batch 1: W/σ cached vs recomputed", cached, "s", recomputed),
+        Row(f"generator pair G(z), G(z + shift), fp32, batch {len(z)}", fp32, "s/sample"),
+        Row(f"generator pair, bf16 autocast vs fp32, batch {len(z)}", bf16, "s/sample", fp32),
+        Row("masks: bf16 agreeing with fp32", 100 * agreement, "% of pixels"),
+    ]
+
+
+class CountingGenerator(nn.Module):
+    """The generator, counting the samples it makes (a filtered batch may need several calls)."""
+
+    def __init__(self, G: UnconditionalBigGAN):
+        super().__init__()
+        self.G = G
+        self.dim_z = G.dim_z
+        self.samples = 0
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        self.samples += len(z)
+        return self.G(z)
+
+    def gen_shifted(self, z: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        return self.G.gen_shifted(z, shift)
+
+
+def synthetic_batch_row(G: UnconditionalBigGAN, sizes: Sizes, device: torch.device) -> Row:
+    """One `MaskGenerator` batch with the default filters (area, two-peak, connected components)."""
+    params = dataclasses.replace(SegmentationTrainParams(), batch_size=sizes.synthetic_batch)
+    counting = CountingGenerator(G)
+    direction = bench_direction(G.dim_z, device)
+    rng = torch.Generator().manual_seed(2)
+    generator = MaskGenerator(counting, direction, params, (), [connected_components_filter], rng=rng)
+    seconds = best_time(generator, 1, device, warmup=False)
+    name = f"synthetic batch of {sizes.synthetic_batch}, default filters"
+    return Row(name, seconds, "s/batch", value=f"{sizes.synthetic_batch} kept of {counting.samples}")
+
+
+def unet_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, masks: torch.Tensor
+) -> None:
+    loss = F.cross_entropy(model(images), masks)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def unet_step_row(sizes: Sizes, device: torch.device) -> Row:
+    """One training step (forward, cross-entropy, backward, Adam) of the U-Net on a synthetic-size batch."""
+    model = UNet(base_width=sizes.unet_width).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    g = torch.Generator().manual_seed(3)
+    batch, side = sizes.unet_batch, sizes.unet_size
+    images = (torch.rand(batch, 3, side, side, generator=g) * 2 - 1).to(device)
+    masks = (torch.rand(batch, side, side, generator=g) < 0.5).long().to(device)
+    seconds = best_time(lambda: unet_step(model, optimizer, images, masks), sizes.repeats, device)
+    name = f"U-Net step, batch {sizes.unet_batch} at {sizes.unet_size} px, width {sizes.unet_width}"
+    return Row(name, 1e3 * seconds, "ms")
+
+
+def demo_training_row(sizes: Sizes, device: torch.device) -> Row:
+    """Training steps per second of the demo preset: streamed synthetic batches and U-Net steps, as in
+    `train_segmentation.py --demo` without its logging, validation and checkpoints."""
+    G = make_big_gan(DEMO_GENERATOR_PATH, device=device, config=DEMO_GENERATOR_CONFIG)
+    direction = load_direction(DEMO_DIRECTION_PATH, G.dim_z).to(device)
+    params = dataclasses.replace(
+        SegmentationTrainParams(),
+        batch_size=sizes.demo_batch,
+        latent_shift_r=DEMO_TRAINING["latent_shift_r"],
+    )
+    rng = torch.Generator().manual_seed(4)
+    generator = MaskGenerator(G, direction, params, (), [connected_components_filter], rng=rng)
+    model = UNet(base_width=DEMO_TRAINING["unet_width"]).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=DEMO_TRAINING["rate"])
+    with MaskStream(generator) as stream:
+        unet_step(model, optimizer, *next(stream))  # warm-up
+
+        def steps() -> None:
+            for _ in range(sizes.demo_steps):
+                unet_step(model, optimizer, *next(stream))
+
+        seconds = best_time(steps, 1, device, warmup=False)
+    name = f"demo training, batch {params.batch_size}, {sizes.demo_steps} steps"
+    return Row(name, sizes.demo_steps / seconds, "steps/s")
+
+
+def ddp_rows(sizes: Sizes, device: torch.device) -> list[Row]:
+    """PLACE FOR THE DDP ROWS (issue 11): training steps/s with 1 and with 2 processes, to be added by the
+    DDP work. It returns no rows until then."""
+    return []
+
+
+def run_benchmarks(sizes: Sizes, device: torch.device) -> list[Row]:
+    G = bench_generator(sizes, device)
+    return [
+        *fast_path_rows(sizes, device),
+        *generator_rows(G, sizes, device),
+        synthetic_batch_row(G, sizes, device),
+        unet_step_row(sizes, device),
+        demo_training_row(sizes, device),
+        *ddp_rows(sizes, device),
+    ]
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages: how much else the machine was doing."""
+    return "load average " + ", ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+def machine_description(device: torch.device) -> str:
+    accelerator = torch.cuda.get_device_name(device) if device.type == "cuda" else "none (CPU run)"
+    return (
+        f"CPU: {cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; device: {device} ({accelerator}); {load_average()}"
+    )
+
+
+def markdown_table(rows: list[Row]) -> str:
+    lines = ["| name | ours | reference | ratio or value | unit |", "|---|---:|---:|---:|---|"]
+    lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes and single runs")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        sizes = CUDA_QUICK if args.quick else CUDA_SIZES
+    else:
+        sizes = CPU_QUICK if args.quick else CPU_SIZES
+    print(machine_description(device), flush=True)
+    rows = run_benchmarks(sizes, device)
+    print(markdown_table(rows))
+    print(f"{load_average()} at the end")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

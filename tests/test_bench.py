@@ -1,0 +1,44 @@
+"""Smoke test of bench/run.py on tiny sizes: every row is there (the numbers are not checked)."""
+
+import torch
+
+from bench.run import Sizes, markdown_table, run_benchmarks
+
+TINY = Sizes(
+    side=16,
+    filter_batch=2,
+    fmax_maps=2,
+    generator_batch=1,
+    synthetic_batch=2,
+    unet_batch=2,
+    unet_width=4,
+    unet_size=32,
+    demo_batch=8,
+    demo_steps=1,
+    repeats=1,
+    generator_repeats=1,
+    generator_config={"G_ch": 4, "resolution": 32, "G_attn": "0"},
+)
+
+
+def test_bench_prints_every_row():
+    table = markdown_table(run_benchmarks(TINY, torch.device("cpu")))
+    lines = table.splitlines()
+    assert lines[0] == "| name | ours | reference | ratio or value | unit |"
+    names = [line.split(" | ")[0].lstrip("| ") for line in lines[2:]]
+    expected = [
+        "two-peak filter",
+        "two-peak filter, batched bincount path",
+        "connected components",
+        "F_max (255 thresholds)",
+        "generator G(z), batch 1: W/σ cached vs recomputed",
+        "generator pair G(z), G(z + shift), fp32",
+        "generator pair, bf16 autocast vs fp32",
+        "masks: bf16 agreeing with fp32",
+        "synthetic batch of 2, default filters",
+        "U-Net step",
+        "demo training",
+    ]
+    assert len(names) == len(expected)
+    assert all(name.startswith(prefix) for name, prefix in zip(names, expected, strict=True))
+    assert all("×" in line for line in lines[2:6])

@@ -1,0 +1,139 @@
+"""evaluation.py and evaluate.py: the paper's numbers as metrics.model_metrics gives them, the SOD numbers
+as pysodmetrics gives them, one table for several models and folders."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import evaluate
+from evaluation import evaluate_model, validation_sets
+from metrics import F_max, IoU, accuracy, model_metrics
+from postprocessing import SegmentationInference, Threshold
+from sod_metrics import probability_to_uint8
+from UNet.unet_model import UNet
+from utils.errors import InputError
+
+
+def write_folder(root, sizes, seed):
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for index, (height, width) in enumerate(sizes):
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        mask = np.zeros((height, width), dtype=np.uint8)
+        mask[height // 4 : 3 * height // 4, width // 3 :] = 255
+        Image.fromarray(image).save(root / f"images/{index}.png")
+        Image.fromarray(mask).save(root / f"masks/{index}.png")
+    return root / "images", root / "masks"
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    return {
+        "ECSSD": write_folder(root / "ECSSD", [(40, 50), (33, 47), (64, 64), (20, 31)], seed=0),
+        "DUTS": write_folder(root / "DUTS", [(48, 36), (50, 50)], seed=1),
+    }
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    root = tmp_path_factory.mktemp("weights")
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = UNet(base_width=4)
+        with torch.no_grad():  # a U-Net whose predictions are not all one class
+            model.outc.conv.bias.copy_(torch.tensor([0.0, 0.3 * seed]))
+        torch.save(model.state_dict(), root / f"unet_{seed}.pth")
+        paths.append(root / f"unet_{seed}.pth")
+    return paths
+
+
+@pytest.mark.parametrize("resize_to", [None, 32])
+def test_paper_metrics_equal_model_metrics(folders, resize_to):
+    torch.manual_seed(0)
+    model = UNet(base_width=4).eval()
+    (val_set,) = validation_sets([str(folders["ECSSD"][0])], [str(folders["ECSSD"][1])])
+    scores = evaluate_model(model, val_set.batches(), resize_to, sod=False)
+    paper_f = model_metrics(SegmentationInference(model, resize_to), val_set.batches(), stats=(F_max,))
+    paper_thr = model_metrics(Threshold(model, resize_to=resize_to), val_set.batches(), stats=(IoU, accuracy))
+    assert scores.F_max == paper_f["F_max"]
+    assert scores.IoU == pytest.approx(paper_thr["IoU"], abs=1e-7)
+    assert scores.accuracy == pytest.approx(paper_thr["accuracy"], abs=1e-7)
+    assert len(scores.per_image_iou) == 4 and scores.sod is None
+
+
+@pytest.mark.filterwarnings("ignore:This class will be removed")  # py_sod_metrics.Fmeasure, same values
+def test_sod_metrics_equal_pysodmetrics_on_the_saved_predictions(folders):
+    py_sod_metrics = pytest.importorskip("py_sod_metrics")
+    torch.manual_seed(0)
+    model = UNet(base_width=4).eval()
+    (val_set,) = validation_sets([str(folders["ECSSD"][0])], [str(folders["ECSSD"][1])])
+    scores = evaluate_model(model, val_set.batches(), None)
+    reference = {
+        name: metric()
+        for name, metric in {
+            "MAE": py_sod_metrics.MAE,
+            "S": py_sod_metrics.Smeasure,
+            "E": py_sod_metrics.Emeasure,
+            "wF": py_sod_metrics.WeightedFmeasure,
+            "F": py_sod_metrics.Fmeasure,
+        }.items()
+    }
+    inference = SegmentationInference(model)
+    for image, mask in val_set.batches():
+        prediction = probability_to_uint8(inference(image)[0])
+        for metric in reference.values():
+            metric.step(pred=prediction, gt=mask[0].numpy().astype(np.uint8) * 255)
+    expected = {
+        "MAE": reference["MAE"].get_results()["mae"],
+        "S_measure": reference["S"].get_results()["sm"],
+        "E_measure_max": reference["E"].get_results()["em"]["curve"].max(),
+        "E_measure_mean": reference["E"].get_results()["em"]["curve"].mean(),
+        "E_measure_adaptive": reference["E"].get_results()["em"]["adp"],
+        "weighted_F": reference["wF"].get_results()["wfm"],
+        "F_measure_max": reference["F"].get_results()["fm"]["curve"].max(),
+        "F_measure_mean": reference["F"].get_results()["fm"]["curve"].mean(),
+        "F_measure_adaptive": reference["F"].get_results()["fm"]["adp"],
+    }
+    assert set(scores.sod) == set(expected)
+    for name, value in expected.items():
+        assert scores.sod[name] == pytest.approx(value, abs=1e-6), name
+
+
+def test_evaluate_compares_models_on_folders_in_one_table(folders, weights, tmp_path, capsys):
+    argv = [f"--weights={path}" for path in weights]
+    for images, masks in folders.values():
+        argv += ["--images", str(images), "--masks", str(masks)]
+    argv += ["--resize_to", "32", "--device", "cpu", "--out", str(tmp_path / "scores.json")]
+    results = evaluate.main(argv)
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:5] == ["model", "dataset", "F_max", "IoU", "acc"]
+    assert [line.split()[:2] for line in table[1:5]] == [
+        ["unet_0.pth", "ECSSD"],
+        ["unet_0.pth", "DUTS"],
+        ["unet_1.pth", "ECSSD"],
+        ["unet_1.pth", "DUTS"],
+    ]
+    written = json.loads((tmp_path / "scores.json").read_text())
+    assert written["resize_to"] == 32
+    for path in weights:
+        for name in ("ECSSD", "DUTS"):
+            assert written["results"][str(path)][name] == results[str(path)][name].to_json()
+            assert set(written["results"][str(path)][name]) == {"id", "thr", "sod"}
+    assert results[str(weights[0])]["ECSSD"].IoU != results[str(weights[1])]["ECSSD"].IoU
+
+
+def test_every_bad_input_is_named_at_once(folders, tmp_path):
+    argv = ["--weights", str(tmp_path / "absent.pth"), "--images", str(tmp_path / "nowhere")]
+    argv += ["--masks", str(folders["DUTS"][1])]
+    with pytest.raises(InputError) as error:
+        evaluate.main(argv)
+    lines = str(error.value).splitlines()
+    assert len(lines) == 2 and "absent.pth" in lines[0] and "nowhere" in lines[1]
+    with pytest.raises(InputError, match="one --masks"):
+        evaluate.main(["--weights", "w.pth", "--images", "a", "--images", "b", "--masks", "c"])
