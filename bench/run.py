@@ -9,8 +9,11 @@ that other work on a shared machine inflates them as little as possible. See ben
 
 import argparse
 import dataclasses
+import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -290,10 +293,34 @@ def demo_training_row(sizes: Sizes, device: torch.device) -> Row:
     return Row(name, sizes.demo_steps / seconds, "steps/s")
 
 
+def ddp_samples_per_second(processes: int, steps: int, batch_size: int) -> float:
+    """Demo training samples/s of `processes` CPU processes (gloo, one thread each) under torchrun."""
+    launcher = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={processes}",
+    ]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [*launcher, "-m", "bench.ddp_worker", "--steps", str(steps), "--batch_size", str(batch_size)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])["samples_per_s"]
+
+
 def ddp_rows(sizes: Sizes, device: torch.device) -> list[Row]:
-    """PLACE FOR THE DDP ROWS (issue 11): training steps/s with 1 and with 2 processes, to be added by the
-    DDP work. It returns no rows until then."""
-    return []
+    """Demo training with 2 processes against 1 (CPU, gloo, one thread per process): the samples/s
+    that torchrun adds on this machine."""
+    if device.type != "cpu":
+        return []
+    one, two = (ddp_samples_per_second(processes, sizes.demo_steps, sizes.demo_batch) for processes in (1, 2))
+    name = f"demo training, DDP 2 processes vs 1 (CPU, gloo, {sizes.demo_steps} steps)"
+    return [Row(name, two, "samples/s", value=f"{two / one:.2f}× the {one:.3g} of 1 process")]
 
 
 def run_benchmarks(sizes: Sizes, device: torch.device) -> list[Row]:

@@ -38,6 +38,7 @@ def test_bench_prints_every_row():
         "synthetic batch of 2, default filters",
         "U-Net step",
         "demo training",
+        "demo training, DDP 2 processes vs 1",
     ]
     assert len(names) == len(expected)
     assert all(name.startswith(prefix) for name, prefix in zip(names, expected, strict=True))
