@@ -92,8 +92,10 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(run.threads)
     distributed.start(ranks, device)
     try:
-        inputs, test_set = prepare(config, ranks, device)
+        # Seeded before the generator is built, whose initialisation draws from the global RNG, as in
+        # the original: the U-Net's initial weights depend on that order.
         torch.manual_seed(run.seed)
+        inputs, test_set = prepare(config, ranks, device)
         model = UNet(base_width=run.unet_width).to(device)
         mask_generator = rank_mask_generator(inputs, config, ranks, device)
         if not ranks.is_main:
