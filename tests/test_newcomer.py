@@ -14,7 +14,10 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import embed_images
+import evaluate
 import find_direction
+import segment
 import train_segmentation
 from demo import figures, random_directions
 from demo import train_gan as demo_train_gan
@@ -26,6 +29,9 @@ from utils.train_config import build_parser
 REPO = Path(__file__).resolve().parents[1]
 PARSERS = {
     "train_segmentation.py": build_parser,
+    "evaluate.py": evaluate.build_parser,
+    "segment.py": segment.build_parser,
+    "embed_images.py": embed_images.build_parser,
     "find_direction.py": find_direction.build_parser,
     "demo.train_gan": demo_train_gan.build_parser,
     "demo.figures": figures.build_parser,

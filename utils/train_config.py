@@ -190,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--args", metavar="JSON", help="a run's args.json (this project's or the original's)")
     parser.add_argument(
-        "--demo", action="store_true", help="the embedded demo world: runs anywhere, 3-5 min on 2 CPU cores"
+        "--demo", action="store_true", help="the embedded demo world: runs anywhere, 3-6 min on 2 CPU cores"
     )
     parser.add_argument(
         "--faithful",
