@@ -12,7 +12,7 @@ work did. See README.md, "Embeddings of your own images (E-BigBiGAN)".
 
 import argparse
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +28,10 @@ from image_embeddings import (
     save_embeddings,
 )
 from utils.checks import at_least, check_fields
-from utils.cli import run_cli
+from utils.cli import add_debug_flag, run_cli
 from utils.device import resolve_device
 from utils.errors import InputError
-from utils.flags import add_flags, device_flag, flag, threads_flag
+from utils.flags import add_flags, device_flag, flag, from_namespace, threads_flag
 from utils.train_config import BIGBIGAN_WEIGHTS, parse_json_object
 
 METHODS = ("invert", "tfhub")
@@ -79,14 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help=f"tfhub: the extracted TF-Hub module deepmind/bigbigan-resnet50/1 (default: {TFHUB_MODULE})",
     )
-    parser.add_argument("--debug", action="store_true", help="print the traceback of an error too")
+    add_debug_flag(parser)
     add_flags(parser.add_argument_group("both methods"), RunOptions, defaults=True)
     add_flags(parser.add_argument_group("--method invert"), InversionConfig, defaults=True)
     return parser
-
-
-def from_args(args: argparse.Namespace, config_type):
-    return config_type(**{f.name: getattr(args, f.name) for f in fields(config_type)})
 
 
 def check_out(out: Path) -> None:
@@ -112,7 +108,7 @@ def report(embeddings: Embeddings, out: Path) -> None:
 def main(argv: list[str] | None = None) -> Embeddings:
     """Check the flags, embed the folder, write the matrix and its file list; user errors raise UserError."""
     args = build_parser().parse_args(argv)
-    options, config = from_args(args, RunOptions), from_args(args, InversionConfig)
+    options, config = from_namespace(RunOptions, args), from_namespace(InversionConfig, args)
     check_fields(options, config)
     check_out(args.out)
     if options.threads is not None:

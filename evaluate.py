@@ -20,10 +20,10 @@ import torch
 from evaluation import Scores, evaluate_model, validation_sets
 from UNet.unet_load import load_unet
 from utils.checks import at_least, check_fields, optional
-from utils.cli import run_cli
+from utils.cli import add_debug_flag, run_cli
 from utils.device import resolve_device
 from utils.errors import InputError, InputProblems
-from utils.flags import add_flags, device_flag, flag, optional_int, parse_bool, threads_flag
+from utils.flags import add_flags, device_flag, flag, from_namespace, optional_int, parse_bool, threads_flag
 from utils.run_files import write_json
 
 PAPER_COLUMNS = {"F_max": "F_max", "IoU": "IoU", "acc": "accuracy"}
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="dataset names (default: the folder above each images folder)",
     )
     parser.add_argument("--out", type=Path, metavar="JSON", help="also write the scores to this file")
-    parser.add_argument("--debug", action="store_true", help="print the traceback of an error too")
+    add_debug_flag(parser)
     add_flags(parser, EvaluateOptions, defaults=True)
     return parser
 
@@ -102,7 +102,7 @@ def format_table(results: dict[str, dict[str, Scores]], sod: bool) -> str:
 def main(argv: list[str] | None = None) -> dict[str, dict[str, Scores]]:
     """Check every input, then score each model on each folder; returns {weights: {dataset: Scores}}."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
-    options = EvaluateOptions(**{name: getattr(args, name) for name in EvaluateOptions.__dataclass_fields__})
+    options = from_namespace(EvaluateOptions, args)
     check_fields(options)
     if len(args.images) != len(args.masks) or (args.names and len(args.names) != len(args.images)):
         raise InputError("give one --masks (and one --names entry, if any) per --images folder")

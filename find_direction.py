@@ -13,7 +13,7 @@ prints its rating (see direction_search.rate_direction), on latents drawn from -
 
 import argparse
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,10 +30,10 @@ from direction_search import (
     shift_masks,
 )
 from utils.checks import at_least, check_fields
-from utils.cli import run_cli
+from utils.cli import add_debug_flag, run_cli
 from utils.device import resolve_device
 from utils.errors import InputError
-from utils.flags import add_flags, flag, threads_flag
+from utils.flags import add_flags, device_flag, flag, from_namespace, threads_flag
 from utils.inputs import load_embeddings
 from utils.run_files import atomic_torch_save
 from utils.train_config import parse_json_object
@@ -46,6 +46,7 @@ class ScriptOptions:
     rating_steps: int = flag(
         200, "Adam steps of the two-map fit rating (the original's: 200)", check=at_least(1)
     )
+    device: str | None = device_flag()
     threads: int | None = threads_flag()
 
 
@@ -85,9 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--preview", type=Path, default=None, metavar="PNG", help="also save images, shifted images and masks"
     )
     parser.add_argument(
-        "--device", default=None, help="cpu, cuda, cuda:1, or a GPU index (default: CUDA if available)"
-    )
-    parser.add_argument(
         "--z",
         type=Path,
         default=None,
@@ -95,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="embeddings [N, dim_z] (.npy/.pt) to draw the rating's latents from, as the original does "
         "(default: N(0, I))",
     )
-    parser.add_argument("--debug", action="store_true", help="print the traceback of an error too")
+    add_debug_flag(parser)
     add_flags(parser.add_argument_group("this script"), ScriptOptions, defaults=True)
     add_flags(
         parser.add_argument_group("the search (DirectionSearchConfig)"), DirectionSearchConfig, defaults=True
@@ -106,15 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> torch.Tensor:
     """Check every flag, search, check the result, then write it; user errors raise `UserError`."""
     args = build_parser().parse_args(argv)
-    config = DirectionSearchConfig(**{f.name: getattr(args, f.name) for f in fields(DirectionSearchConfig)})
-    options = ScriptOptions(rating_steps=args.rating_steps, threads=args.threads)
+    config = from_namespace(DirectionSearchConfig, args)
+    options = from_namespace(ScriptOptions, args)
     fit = TwoMapFitConfig(train_steps=options.rating_steps)
     check_fields(config, options)
     if args.out.is_dir():
         raise InputError(f"--out {args.out} is a folder; name the file, e.g. {args.out / 'direction.pth'}")
     if options.threads is not None:
         torch.set_num_threads(options.threads)
-    G = make_big_gan(args.gan_weights, device=resolve_device(args.device), config=args.gan_config)
+    G = make_big_gan(args.gan_weights, device=resolve_device(options.device), config=args.gan_config)
     zs = load_embeddings(args.z, shift_dim(G))
     if zs is not None:
         check_test_rows(zs, fit)

@@ -31,7 +31,7 @@ none was.
 import argparse
 import sys
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -42,9 +42,9 @@ from data import image_files, read_rgb, to_signed_tensor
 from postprocessing import MIN_NATIVE_SIDE, Model, SegmentationInference
 from UNet.unet_load import load_unet
 from utils.checks import at_least, check_fields, optional
-from utils.cli import run_cli
+from utils.cli import add_debug_flag, run_cli
 from utils.errors import InputError, InputProblems
-from utils.flags import add_flags, device_flag, flag, optional_int, threads_flag
+from utils.flags import add_flags, device_flag, flag, from_namespace, optional_int, threads_flag
 from utils.progress import progress_bar
 from visualization import PREDICTION_COLOR, overlay_masks
 
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also write 8-bit probability maps to <out>/probabilities",
     )
-    parser.add_argument("--debug", action="store_true", help="print the traceback of an error too")
+    add_debug_flag(parser)
     add_flags(parser, SegmentConfig, defaults=True)
     return parser
 
@@ -251,7 +251,7 @@ def segment_all(
 def main(argv: list[str] | None = None) -> int:
     """Check every input, then segment and write; returns the number of images segmented."""
     args = build_parser().parse_args(argv)
-    config = SegmentConfig(**{f.name: getattr(args, f.name) for f in fields(SegmentConfig)})
+    config = from_namespace(SegmentConfig, args)
     check_fields(config)
     if config.threads is not None:
         torch.set_num_threads(config.threads)

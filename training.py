@@ -19,7 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torchvision.utils import save_image
 
 from BigGAN.gan_load import generator_config, make_big_gan
-from evaluation import Scores, ValidationSet, evaluate_model, predictions_grid, validation_sets
+from evaluation import Batch, Scores, ValidationSet, evaluate_model, predictions_grid, validation_sets
 from gan_mask_gen import MaskGenerator, MaskStream
 from postprocessing import SegmentationInference, connected_components_filter
 from UNet.unet_model import UNet
@@ -34,8 +34,6 @@ from utils.stop_signals import StopRequested, StopSignals
 from utils.train_config import SegmentationTrainParams, TrainConfig
 from utils.weights import load_state_dict_strictly
 from visualization import samples_grid
-
-Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class DivergenceError(UserError, RuntimeError):

@@ -14,7 +14,7 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ from utils.checks import at_least, check_fields, positive
 from utils.cli import run_cli
 from utils.device import resolve_device
 from utils.errors import MissingInputError
-from utils.flags import add_flags, flag, threads_flag
+from utils.flags import add_flags, flag, from_namespace, threads_flag
 from utils.progress import progress_bar
 from utils.run_files import atomic_torch_save
 
@@ -330,8 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    config = GANTrainConfig(**{f.name: getattr(args, f.name) for f in fields(GANTrainConfig) if f.metadata})
-    machine = MachineOptions(threads=args.threads)
+    config = from_namespace(GANTrainConfig, args)
+    machine = from_namespace(MachineOptions, args)
     check_fields(config, machine)
     if machine.threads is not None:
         torch.set_num_threads(machine.threads)

@@ -1,5 +1,6 @@
 """Running a script's `main`: user errors become one line on stderr, not a traceback."""
 
+import argparse
 import sys
 import traceback
 from collections.abc import Callable
@@ -7,6 +8,11 @@ from collections.abc import Callable
 from utils.errors import UserError
 
 DEBUG_FLAG = "--debug"
+
+
+def add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    """List `--debug` in a script's help; `run_cli` removes it from the arguments before parsing."""
+    parser.add_argument(DEBUG_FLAG, action="store_true", help="print the traceback of an error too")
 
 
 def run_cli(main: Callable[[list[str]], object], argv: list[str] | None = None) -> int:

@@ -63,6 +63,17 @@ def flag_help(f: dataclasses.Field) -> str:
     return f"{f.metadata['help']} (default: {default})" if default != "" else f.metadata["help"]
 
 
+def from_namespace(dataclass_type, namespace: argparse.Namespace):
+    """The `dataclass_type` instance of the flags parsed into `namespace` (fields it lacks keep their
+    defaults)."""
+    values = {
+        f.name: getattr(namespace, f.name)
+        for f in dataclasses.fields(dataclass_type)
+        if hasattr(namespace, f.name)
+    }
+    return dataclass_type(**values)
+
+
 def add_flags(parser, dataclass_type, defaults: bool = False) -> None:
     """One flag per field of `dataclass_type` that has a help text.
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from gan_mask_gen import MaskSynthesizing
 from postprocessing import MIN_NATIVE_SIDE
 from utils.checks import at_least, check_fields, non_negative, nonzero, one_of, optional, positive
+from utils.cli import add_debug_flag
 from utils.errors import InputError
 from utils.flags import (
     add_flags,
@@ -204,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GPU",
         help="the original's generator GPUs: k of them make the batch k × (batch_size // k) samples",
     )
-    parser.add_argument("--debug", action="store_true", help="print the traceback of an error too")
+    add_debug_flag(parser)
     add_flags(parser.add_argument_group("inputs, outputs and hardware"), RunConfig)
     add_flags(parser.add_argument_group("training (the method's parameters)"), SegmentationTrainParams)
     return parser
