@@ -89,28 +89,60 @@ def precision_recall_curves(
 
     Equals calling `precision_recall(gt, prob > t_k)` for each `t_k` of `thresholds(prob_bins)`,
     with the comparison in the map's dtype (the original compared a float32 map with a Python
-    float, which torch casts to float32), but without a loop over thresholds: each value is
-    located among the sorted thresholds once and the per-threshold counts are suffix sums of a
-    histogram of those positions, per GT class.
+    float, which torch casts to float32), but without a loop over thresholds: each value's
+    position (how many thresholds it is above) is counted once per image and GT class, and the
+    per-threshold counts are suffix sums of that histogram.
     """
     prob = torch.as_tensor(prob)
     if not prob.is_floating_point():
         prob = prob.float()
     gt, prob = _flatten(gt, prob)
     gt = gt.bool()
-    levels = torch.from_numpy(thresholds(prob_bins)).to(prob.device, prob.dtype)
-    n_levels = len(levels)
-    # position = number of thresholds strictly below the value, so `value > t_k` iff k < position.
-    position = torch.searchsorted(levels, prob.contiguous())
-    position += (n_levels + 1) * torch.arange(len(prob), device=prob.device)[:, None]
+    above = _position_histograms(gt, prob, prob_bins).flip(2).cumsum(2).flip(2)[:, :, 1:]
+    return _precision_recall_from_counts(above[:, 1], above.sum(1), gt.sum(1, keepdim=True))
 
-    def counts_above(selected: torch.Tensor) -> torch.Tensor:
-        hist = torch.bincount(selected, minlength=len(prob) * (n_levels + 1)).view(len(prob), -1)
-        return hist.flip(1).cumsum(1).flip(1)[:, 1:]
 
-    return _precision_recall_from_counts(
-        counts_above(position[gt]), counts_above(position.flatten()), gt.sum(1, keepdim=True)
-    )
+def _position_histograms(gt: torch.Tensor, prob: torch.Tensor, prob_bins: int) -> torch.Tensor:
+    """int64 `[B, 2, K + 1]`: per image and GT class (0, 1), how many values are above exactly k thresholds.
+
+    A value's position is within one of a cheap guess (`_position_guesses`), so it is the guess - 1
+    plus its comparisons with the three thresholds around the guess. The comparisons and the GT class
+    go into a 3-bit code, one `bincount` counts (image, guess, code), and the codes are folded onto
+    positions afterwards: a few cheap passes over the values instead of a binary search each.
+    """
+    levels = torch.from_numpy(thresholds(prob_bins)).to(prob.dtype)
+    n_levels, n_images = len(levels), len(prob)
+    guesses = _position_guesses(prob, levels, prob_bins)
+    inf = levels.new_tensor([float("inf")])
+    around = torch.cat([-inf, levels, inf]).to(prob.device)  # around[k + 1] is threshold k
+    code = gt.to(torch.uint8) * 4
+    flat = guesses.flatten()
+    for offset in range(3):
+        code += prob > around.index_select(0, flat + offset).view(prob.shape)
+    cell = guesses.mul_(8).add_(code)
+    cell += 8 * n_levels * torch.arange(n_images, device=prob.device)[:, None]
+    hist = torch.bincount(cell.flatten(), minlength=n_images * n_levels * 8).view(n_images, n_levels, 2, 4)
+    counts = hist.new_zeros(n_images, 2, n_levels + 3)
+    for above_of_three in range(4):
+        counts[:, :, above_of_three : above_of_three + n_levels] += hist[..., above_of_three].transpose(1, 2)
+    # position = guess - 1 + above_of_three. K + 1 cannot occur; -1 (NaN, -inf: above no threshold, as
+    # position 0) is dropped, which changes no count of values above a threshold.
+    return counts[:, :, 1:-1]
+
+
+def _position_guesses(prob: torch.Tensor, levels: torch.Tensor, prob_bins: int) -> torch.Tensor:
+    """For each value, an int64 index g in [0, K - 1] whose position is g - 1, g, g + 1 or g + 2.
+
+    The thresholds are spaced 1 / prob_bins from 0, so `trunc(prob * prob_bins)` is such an index
+    (NaN and -inf are above no threshold, like -1) unless `levels` (cast to the map's dtype) lie a quarter
+    spacing or more off that grid, as in bfloat16 with many bins; then a binary search finds it.
+    """
+    last = len(levels) - 1
+    if (levels.double() * prob_bins - torch.arange(len(levels))).abs().max() >= 0.25:
+        levels = levels.to(prob.device)
+        return (torch.searchsorted(levels, prob.nan_to_num(nan=-1.0).contiguous()) - 1).clamp_(0, last)
+    scaled = torch.nan_to_num(prob.float() * prob_bins, nan=0.0, posinf=float(last), neginf=0.0)
+    return scaled.clamp_(0, last).long()
 
 
 def F_score(precision: torch.Tensor, recall: torch.Tensor, beta2: float = 0.3) -> torch.Tensor:  # noqa: N802

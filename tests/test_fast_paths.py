@@ -9,7 +9,7 @@ from BigGAN.gan_load import UnconditionalBigGAN
 from BigGAN.model.BigGAN import Generator
 from BigGAN.model.layers import SpectralNorm, power_iteration
 from gan_mask_gen import batched_histograms, count_maxima, maxes_filter, value_histograms
-from metrics import F_max, precision_recall_curves
+from metrics import F_max, precision_recall_curves, thresholds
 from postprocessing import connected_components_filter
 from tests.conftest import load_fixture
 from tests.reference_impl import (
@@ -158,6 +158,22 @@ def test_f_max_equals_reference_on_a_batch(prob_bins):
     plain = precision_recall_curves_reference(gt, prob, prob_bins)
     assert torch.equal(fast[0], plain[0]) and torch.equal(fast[1], plain[1])
     assert F_max(*fast) == F_max(*plain)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("prob_bins", [255, 1000, 10, 7, 3, 1])
+def test_pr_curves_equal_reference_at_every_threshold_and_special_value(prob_bins, dtype):
+    """Each threshold, its float neighbours on both sides, NaN, infinities and values outside [0, 1]."""
+    levels = torch.from_numpy(thresholds(prob_bins)).to(dtype)
+    up, down = torch.tensor(2.0, dtype=dtype), torch.tensor(-2.0, dtype=dtype)
+    specials = torch.tensor([-0.0, 1.0, 1.5, -1e-30, 1e30, float("nan"), float("inf"), float("-inf")])
+    g = torch.Generator().manual_seed(prob_bins)
+    prob = torch.cat([levels, levels.nextafter(up), levels.nextafter(down), specials.to(dtype)])
+    prob = torch.cat([prob, torch.rand(2000, generator=g).to(dtype)]).repeat(3, 1)
+    gt = torch.rand(prob.shape, generator=g) < 0.4
+    fast = precision_recall_curves(gt, prob, prob_bins)
+    plain = precision_recall_curves_reference(gt, prob, prob_bins)
+    assert torch.equal(fast[0], plain[0]) and torch.equal(fast[1], plain[1])
 
 
 # Spectral norm ---------------------------------------------------------------------------------------
