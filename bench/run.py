@@ -46,6 +46,7 @@ from tests.reference_impl import (
 from tests.weight_fill import fill_module
 from UNet.unet_model import UNet
 from utils.inputs import load_direction
+from utils.precision import AutocastGenerator
 from utils.train_config import SegmentationTrainParams
 
 
@@ -233,16 +234,24 @@ class CountingGenerator(nn.Module):
         return self.G.gen_shifted(z, shift)
 
 
-def synthetic_batch_row(G: UnconditionalBigGAN, sizes: Sizes, device: torch.device) -> Row:
-    """One `MaskGenerator` batch with the default filters (area, two-peak, connected components)."""
+def synthetic_batch_rows(G: UnconditionalBigGAN, sizes: Sizes, device: torch.device) -> list[Row]:
+    """One `MaskGenerator` batch with the default filters (area, two-peak, connected components), in
+    fp32 and with the generator under bf16 autocast (`AutocastGenerator`, as training runs it)."""
     params = dataclasses.replace(SegmentationTrainParams(), batch_size=sizes.synthetic_batch)
-    counting = CountingGenerator(G)
     direction = bench_direction(G.dim_z, device)
-    rng = torch.Generator().manual_seed(2)
-    generator = MaskGenerator(counting, direction, params, (), [connected_components_filter], rng=rng)
-    seconds = best_time(generator, 1, device, warmup=False)
+
+    def one_batch(generator: nn.Module) -> tuple[float, int]:
+        counting = CountingGenerator(generator)
+        rng = torch.Generator().manual_seed(2)
+        masks = MaskGenerator(counting, direction, params, (), [connected_components_filter], rng=rng)
+        return best_time(masks, 1, device, warmup=False), counting.samples
+
+    (fp32, fp32_samples), (bf16, bf16_samples) = one_batch(G), one_batch(AutocastGenerator(G, device))
     name = f"synthetic batch of {sizes.synthetic_batch}, default filters"
-    return Row(name, seconds, "s/batch", value=f"{sizes.synthetic_batch} kept of {counting.samples}")
+    return [
+        Row(f"{name}, fp32", fp32, "s/batch", value=f"{sizes.synthetic_batch} kept of {fp32_samples}"),
+        Row(f"{name}, bf16 vs fp32 ({bf16_samples} generated)", bf16, "s/batch", fp32),
+    ]
 
 
 def unet_step(
@@ -328,7 +337,7 @@ def run_benchmarks(sizes: Sizes, device: torch.device) -> list[Row]:
     return [
         *fast_path_rows(sizes, device),
         *generator_rows(G, sizes, device),
-        synthetic_batch_row(G, sizes, device),
+        *synthetic_batch_rows(G, sizes, device),
         unet_step_row(sizes, device),
         demo_training_row(sizes, device),
         *ddp_rows(sizes, device),

@@ -1,5 +1,6 @@
 """Smoke test of bench/run.py on tiny sizes: every row is there (the numbers are not checked)."""
 
+import pytest
 import torch
 
 from bench.run import Sizes, markdown_table, run_benchmarks
@@ -21,6 +22,7 @@ TINY = Sizes(
 )
 
 
+@pytest.mark.slow
 def test_bench_prints_every_row():
     table = markdown_table(run_benchmarks(TINY, torch.device("cpu")))
     lines = table.splitlines()
@@ -35,7 +37,8 @@ def test_bench_prints_every_row():
         "generator pair G(z), G(z + shift), fp32",
         "generator pair, bf16 autocast vs fp32",
         "masks: bf16 agreeing with fp32",
-        "synthetic batch of 2, default filters",
+        "synthetic batch of 2, default filters, fp32",
+        "synthetic batch of 2, default filters, bf16 vs fp32",
         "U-Net step",
         "demo training",
         "demo training, DDP 2 processes vs 1",

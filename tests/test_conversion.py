@@ -179,6 +179,7 @@ def notebook_parameters(tmp_path: Path, **overrides) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_notebook_without_a_module_says_what_to_download(tmp_path):
     text = printed_text(execute_notebook("bigbigan2biggan.ipynb", notebook_parameters(tmp_path)))
     assert MODULE_URL in text
@@ -186,6 +187,7 @@ def test_notebook_without_a_module_says_what_to_download(tmp_path):
     assert not (tmp_path / "BigBiGAN_x1_converted.pth").exists()
 
 
+@pytest.mark.slow
 def test_notebook_converts_shows_and_compares(tmp_path, small_generator, small_config, small_variables):
     parameters = notebook_parameters(tmp_path, GAN_CONFIG=small_config)
     Path(parameters["VARIABLES_H5"]).parent.mkdir()

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 import evaluate
 import train_segmentation
 from demo.world import ensure_heldout_folder
@@ -14,6 +16,7 @@ from demo.world import ensure_heldout_folder
 REQUIRED_MARGIN = 0.12
 
 
+@pytest.mark.slow
 def test_reduced_demo_beats_the_best_baseline(tmp_path):
     out = tmp_path / "demo"
     reduced = ["--n_steps", "120", "--batch_size", "32", "--test_samples_count", "32"]

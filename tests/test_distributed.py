@@ -37,6 +37,7 @@ def torchrun(argv: list[str], processes: int = 2) -> subprocess.CompletedProcess
     return result
 
 
+@pytest.mark.slow
 def test_two_processes_train_one_model_and_write_once(inputs, tmp_path):
     out = tmp_path / "run"
     result = torchrun(command(inputs, out, 2))
@@ -49,6 +50,7 @@ def test_two_processes_train_one_model_and_write_once(inputs, tmp_path):
     assert set(json.loads((out / "score.json").read_text())) == {"synthetic", "ds"}
 
 
+@pytest.mark.slow
 def test_resumed_run_with_the_same_processes_continues_exactly(inputs, tmp_path):
     out, straight = tmp_path / "run", tmp_path / "straight"
     torchrun(command(inputs, out, 2))

@@ -122,6 +122,7 @@ def files_under(root: Path) -> dict[str, bytes]:
     }
 
 
+@pytest.mark.slow
 def test_downloads_are_checked_kept_and_not_fetched_again(tmp_path, serve):
     mirror, root = tmp_path / "mirror", tmp_path / "root"
     root.mkdir()

@@ -45,6 +45,7 @@ def embed(images: Path, out: Path, *flags: str) -> int:
     return run_cli(embed_images.main, ["--images", str(images), "--out", str(out), *DEMO_FLAGS, *flags])
 
 
+@pytest.mark.slow
 def test_images_of_known_latents_are_reconstructed(demo_generator, known_latents_folder, tmp_path):
     out = tmp_path / "z.npy"
     assert embed(known_latents_folder, out, "--device", "cpu", "--batch_size", "3") == 0
@@ -147,6 +148,7 @@ def test_tfhub_encodes_inputs_prepared_as_the_original(known_latents_folder, tmp
     np.testing.assert_allclose(zs[0, :3], 2 * mean_colour, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_notebook_inverts_shows_and_saves(tmp_path):
     out = tmp_path / "z.npy"
     outputs = execute_notebook(

@@ -89,6 +89,7 @@ def scalar_steps(logdir: Path, tag: str) -> list[int]:
     return [event.step for event in events.Scalars(tag)]
 
 
+@pytest.mark.slow
 def test_tensorboard_has_no_doubled_steps_after_a_resume(inputs, tmp_path):
     out = tmp_path / "run"
     train_segmentation.main(command(inputs, out, 2))
@@ -111,6 +112,7 @@ def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(monkeypatch):
     assert lines[0].startswith("work:   0%") and lines[-1].startswith("work: 100%")
 
 
+@pytest.mark.slow
 def test_readme_python_snippet_runs_as_printed(tmp_path):
     readme = (REPO / "README.md").read_text()
     snippets = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
@@ -135,6 +137,7 @@ def test_readme_python_snippet_runs_as_printed(tmp_path):
         assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_editable_install_makes_the_modules_importable_from_anywhere(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run(

@@ -1,8 +1,11 @@
 """The notebooks run headlessly with their defaults on a fresh clone, offline, on the CPU."""
 
+import pytest
+
 from tests.notebooks import execute_notebook, image_count, printed_text
 
 
+@pytest.mark.slow
 def test_inspection_notebook_trains_a_quick_run_when_none_exists_and_shows_it(tmp_path):
     outputs = execute_notebook(
         "inspection.ipynb", {"RUN_DIR": str(tmp_path / "none"), "QUICK_RUN_DIR": str(tmp_path / "quick")}

@@ -243,6 +243,7 @@ def continued_equals_straight(inputs: Path, out: Path, tmp_path: Path, capsys) -
     assert_same_weights(weights(out / "segmentation.pth"), weights(straight / "segmentation.pth"))
 
 
+@pytest.mark.slow
 def test_run_killed_with_sigkill_continues_bit_identically(inputs, tmp_path, capsys):
     out = tmp_path / "run"
     process = start_training(inputs, out)
@@ -253,6 +254,7 @@ def test_run_killed_with_sigkill_continues_bit_identically(inputs, tmp_path, cap
     continued_equals_straight(inputs, out, tmp_path, capsys)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_sigterm_and_sigint_save_a_checkpoint_then_exit(inputs, tmp_path, capsys, stop_signal):
     out = tmp_path / "run"
