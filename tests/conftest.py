@@ -1,4 +1,5 @@
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,16 @@ def restore_torch_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_mutation_stats_in_subprocesses():
+    """Mutation testing (tools/mutation.sh): while mutmut records which tests run which functions, it
+    marks that in the environment, and scripts started by tests would then try to record too, which
+    only the test process can. They run the unmutated code instead; the test process keeps its mark."""
+    if os.environ.get("MUTANT_UNDER_TEST") == "stats":
+        del os.environ["MUTANT_UNDER_TEST"]
+    yield
 
 
 def load_fixture(name: str) -> dict[str, torch.Tensor]:

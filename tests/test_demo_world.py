@@ -9,10 +9,19 @@ from PIL import Image
 
 from BigGAN.gan_load import make_big_gan
 from BigGAN.model.BigGAN import Generator
+from data import SegmentationDataset
 from demo import train_gan, world
 from demo.assets import DEMO_GENERATOR_CONFIG
+from demo.baselines import evaluate_baselines
 from demo.discriminator import Discriminator
-from demo.world import SEED_RANGES, ensure_folder, ensure_heldout_folder, render_sample, write_pairs
+from demo.world import (
+    SEED_RANGES,
+    ensure_folder,
+    ensure_heldout_folder,
+    ensure_validation_folder,
+    render_sample,
+    write_pairs,
+)
 from utils.errors import MissingInputError
 
 
@@ -185,3 +194,19 @@ def test_export_without_a_checkpoint_names_the_missing_file(tmp_path):
         MissingInputError, match="no checkpoint at .*never_trained/checkpoint.pth; train first"
     ):
         run_tiny(tmp_path, "never_trained", 1, "--export")
+
+
+def test_baselines_score_what_the_readme_reports_on_the_heldout_folder():
+    """No training is involved, so the scores are fixed by the committed world: pinned to 1e-6."""
+    test_pairs = list(SegmentationDataset(*ensure_heldout_folder(), crop=False))
+    validation_pairs = list(SegmentationDataset(*ensure_validation_folder()))
+    scores = evaluate_baselines(test_pairs, validation_pairs)
+    assert scores == {
+        "all_foreground": {"IoU": pytest.approx(0.275080, abs=1e-6), "share_IoU_above_0.5": 0.0},
+        "centred_ellipse": {
+            "IoU": pytest.approx(0.496414, abs=1e-6),
+            "share_IoU_above_0.5": 0.456,
+            "radii": [pytest.approx(0.3), pytest.approx(0.35)],
+        },
+        "otsu": {"IoU": pytest.approx(0.566597, abs=1e-6), "share_IoU_above_0.5": 0.566},
+    }

@@ -145,6 +145,43 @@ def test_generator_samples_embeddings_with_noise():
     assert not any(torch.equal(row, e) for row in noisy for e in zs)
 
 
+def test_latents_are_the_seeded_draws_with_and_without_embeddings():
+    """N(0, I) from the generator's seed; or seeded rows of the embeddings, plus seeded noise after them."""
+    G = tiny_generator()
+    zs = torch.randn(5, G.dim_z)
+
+    def latents(**embeddings) -> torch.Tensor:
+        rng = torch.Generator().manual_seed(11)
+        return MaskGenerator(G, torch.zeros(G.dim_z), params(), rng=rng, **embeddings).make_noise(7)
+
+    g = torch.Generator().manual_seed(11)
+    assert torch.equal(latents(), torch.randn(7, G.dim_z, generator=g))
+    g = torch.Generator().manual_seed(11)
+    rows = torch.randint(0, 5, (7,), generator=g)
+    assert torch.equal(latents(zs=zs), zs[rows])
+    assert torch.equal(latents(zs=zs, z_noise=0.0), zs[rows])
+    noise = torch.randn(7, G.dim_z, generator=g)
+    assert torch.equal(latents(zs=zs, z_noise=0.3), zs[rows] + 0.3 * noise)
+
+
+def test_mean_thr_masks_and_preprocessing_reach_the_masks():
+    G = tiny_generator()
+    direction = torch.randn(G.dim_z)
+    z = torch.randn(3, G.dim_z, generator=torch.Generator().manual_seed(4))
+    img, shifted = G(z), G(z + 5.0 * direction)
+    mean_thr = MaskGenerator(G, direction, params(synthezing=MaskSynthesizing.MEAN_THR))
+    assert torch.equal(mean_thr.gen_samples(z)[2], mean_thr_mask(shifted))
+
+    def negate(images: torch.Tensor) -> torch.Tensor:
+        return -images
+
+    negated = MaskGenerator(G, direction, params(), mask_preprocessing=[negate])
+    image, image_shifted, mask = negated.gen_samples(z)
+    assert torch.equal(mask, pair_to_mask(-img, -shifted))
+    assert torch.equal(mask, 1 - pair_to_mask(img, shifted) - (rgb2gray(img) == rgb2gray(shifted)).long())
+    assert torch.equal(image, img) and torch.equal(image_shifted, shifted)  # the pair itself is not changed
+
+
 def test_stream_yields_the_generator_sequence_and_resumes_from_its_state():
     G = tiny_generator()
     direction = torch.randn(G.dim_z)

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train_segmentation
 from tests.training_run import GAN_CONFIG, command, make_inputs
@@ -74,3 +75,26 @@ def test_bad_inputs_fail_before_anything_is_written(inputs, tmp_path):
             [*command(inputs, out, 1), "--val_images_dir", str(tmp_path / "missing_images")]
         )
     assert not out.exists()
+
+
+def test_learning_rate_decays_by_its_factor_every_interval(inputs, tmp_path):
+    """StepLR after every update: the rate logged after step k is rate * decay ** (k // interval)."""
+    out = tmp_path / "run"
+    flags = [
+        "--rate",
+        "0.01",
+        "--rate_decay",
+        "0.5",
+        "--steps_per_rate_decay",
+        "10",
+        "--steps_per_log",
+        "100",
+    ]
+    flags += ["--steps_per_validation", "100", "--steps_per_checkpoint_save", "100", "--batch_size", "2"]
+    train_segmentation.main(command(inputs, out, n_steps=20) + flags)
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    logged = {event.step: event.value for event in events.Scalars("train/lr")}
+    assert logged == {10: pytest.approx(0.005), 20: pytest.approx(0.0025)}
+    checkpoint = torch.load(out / "checkpoint.pth", weights_only=False)
+    assert checkpoint["opt"]["param_groups"][0]["lr"] == pytest.approx(0.0025)
