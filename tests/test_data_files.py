@@ -79,6 +79,33 @@ def test_skip_bad_files_leaves_the_pair_out_with_a_warning(tmp_path):
     assert dataset[1][1][0].tolist() == [1] * 6 + [0] * 6
 
 
+@pytest.mark.parametrize("bad_count", [5, 7])
+def test_bad_files_are_listed_up_to_five_then_counted(tmp_path, bad_count):
+    images, masks = make_pairs(tmp_path)
+    for index in range(bad_count):
+        (images / f"bad{index}.jpg").write_text("not a JPEG")
+        write_image(masks / f"bad{index}.png", np.zeros((4, 4), dtype=np.uint8))
+    with pytest.raises(InputError) as error:
+        SegmentationDataset(images, masks)
+    listed = "; ".join(f"{images / f'bad{index}.jpg'} (" for index in range(5))
+    message = str(error.value)
+    assert message.startswith(f"{bad_count} image/mask file(s) cannot be read: {images / 'bad0.jpg'} (")
+    assert [part.split(" (")[0] + " (" for part in message.split(": ", 1)[1].split("; ")[:5]] == listed.split(
+        "; "
+    )
+    more = "; and 2 more. " if bad_count == 7 else ". "
+    assert ("; and 2 more. " in message) == (bad_count == 7) and ("more" in message) == (bad_count == 7)
+    assert message.endswith(
+        f"{more}Fix or remove them, or pass --skip_bad_files (skip_bad_files=True) to leave such pairs out"
+    )
+    with pytest.warns(UserWarning) as caught:
+        SegmentationDataset(images, masks, skip_bad_files=True)
+    assert str(caught[0].message).startswith(
+        f"left out {bad_count} of {bad_count + 2} image/mask pairs whose"
+    )
+    assert caught[0].filename == __file__  # the warning points at the line that built the dataset
+
+
 def test_nothing_left_after_skipping_is_an_error(tmp_path):
     images, masks = tmp_path / "images", tmp_path / "masks"
     write_image(images / "a.png", rgb(4, 4, 0))
@@ -212,3 +239,20 @@ def test_8_bit_images_convert_as_before():
     for mode in ("L", "RGB", "RGBA", "P", "1", "CMYK"):
         image = Image.fromarray(rng.integers(0, 256, (5, 6, 3), dtype=np.uint8)).convert(mode)
         assert np.array_equal(np.asarray(to_rgb(image)), np.asarray(image.convert("RGB")))
+
+
+def test_label_palette_masks_are_read_by_the_colours_of_indices_0_and_1_only():
+    """Index 2's colour does not matter; colours on the same side of mid-gray (128 counts as light) make
+    the indices labels (1 = foreground), colours on both sides make the colours the levels."""
+    indices = [[0, 1], [1, 0]]
+    inverted = mask_gray(palette_mask(indices, WHITE + BLACK + WHITE))
+    assert np.asarray(inverted).tolist() == [[255, 0], [0, 255]]
+    labels = mask_gray(palette_mask(indices, [128] * 3 + WHITE))
+    assert np.asarray(labels).tolist() == [[0, 255], [255, 0]]
+
+
+def test_a_one_pixel_wide_cut_out_reads_its_alpha():
+    rgba = np.zeros((3, 1, 4), dtype=np.uint8)
+    rgba[:, 0, :3] = 40
+    rgba[:, 0, 3] = [0, 255, 0]
+    assert np.asarray(mask_gray(Image.fromarray(rgba, mode="RGBA")))[:, 0].tolist() == [0, 255, 0]

@@ -66,6 +66,14 @@ def test_histograms_equal_histc_per_image(dtype):
     assert torch.equal(value_histograms(images).float(), expected)
 
 
+def test_batched_histograms_count_batches_whose_last_images_miss_the_top_bins():
+    """The counts keep their shape when no value falls in the last bins of the last image."""
+    images = torch.full((3, 1, 2, 2), -1.0)
+    images[0] = 1.0
+    expected = torch.stack([torch.histc(image, 12, -1, 1) for image in images])
+    assert torch.equal(batched_histograms(images).float(), expected)
+
+
 def images_with_random_histograms(count: int, values: int, seed: int) -> torch.Tensor:
     """`[count, 1, 1, values]` images of bin centres spread around a random bin, one or two modes; few
     values per image give many ties and plateaus. A sixth of the values are outside the range (2.0

@@ -48,6 +48,14 @@ def test_rgb2gray_weights():
     assert rgb2gray(img).item() == pytest.approx(0.2989 + 2 * 0.5870 + 3 * 0.1140)
 
 
+def test_masks_are_strictly_brighter_pixels():
+    """A pixel exactly as bright as the unshifted image, or as the shifted image's mean, is background."""
+    img = torch.zeros(1, 3, 1, 3)
+    shifted = torch.tensor([0.0, 1.0, 2.0]).expand(1, 3, 1, 3)
+    assert pair_to_mask(img, shifted).tolist() == [[[0, 1, 1]]]
+    assert mean_thr_mask(shifted).tolist() == [[[0, 0, 1]]]  # the mean is 1.0
+
+
 def test_masks_and_filters_reproduce_reference(pipeline):
     img, shifted, ref = pipeline
     assert torch.equal(pair_to_mask(img, shifted), ref["pair_to_mask"].long())

@@ -166,3 +166,31 @@ def test_f_max_agrees_with_pysodmetrics_on_8_bit_maps():
     np.testing.assert_allclose(ours, theirs[:255][::-1], atol=1e-6)
     f_max = model_metrics(identity, batches, stats=(F_max,))["F_max"]
     assert f_max == pytest.approx(theirs[:255].max(), abs=1e-6)
+
+
+def identity_batches(count: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`count` batches of one probability map and a mask drawn from it (the model is the identity)."""
+    g = torch.Generator().manual_seed(count)
+    prob = torch.rand(count, 1, 6, 7, generator=g)
+    return [(prob[i], (torch.rand(1, 6, 7, generator=g) < prob[i]).long()) for i in range(count)]
+
+
+def test_model_metrics_reports_progress_over_the_batches_it_evaluates(capsys):
+    batches = identity_batches(3)
+    model_metrics(lambda prob: prob, batches, stats=(F_max,))
+    lines = capsys.readouterr().err.splitlines()  # the opening line only: the bar is not left behind
+    assert len(lines) == 1 and lines[0].startswith("metrics:   0%|") and " 0/3 " in lines[0]
+    model_metrics(lambda prob: prob, batches, n_steps=2, stats=(F_max,))
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("metrics:   0%|") and " 0/2 " in lines[0]
+
+
+def test_model_metrics_counts_every_image_once_and_uses_the_given_thresholds():
+    batches = identity_batches(1)
+    one = model_metrics(lambda prob: prob, batches, stats=(F_max,), prob_bins=3)
+    gt, prob = batches[0][1], batches[0][0]
+    assert one == {"F_max": F_max(*precision_recall_curves(gt, prob, 3))}
+    assert one != model_metrics(lambda prob: prob, batches, stats=(F_max,))
+    with pytest.raises(ValueError) as error:
+        model_metrics(lambda prob: prob, [], stats=(F_max,))
+    assert str(error.value) == "the loader gave no batches to evaluate"

@@ -121,8 +121,12 @@ def test_images_below_16_px_are_resized_up_at_native_size(height, width, network
     unet.register_forward_hook(lambda module, args, output: seen.append(args[0].shape[-2:]))
     img = torch.rand(2, 3, height, width, generator=torch.Generator().manual_seed(2)) * 2 - 1
     inference = SegmentationInference(unet)
-    with pytest.warns(UserWarning, match="below 16 px"):
+    with pytest.warns(UserWarning, match="below 16 px") as caught:
         prob = inference(img)
+    assert str(caught[0].message) == (
+        "images with a side below 16 px are too small for the U-Net at native size: they are resized so "
+        "that their shorter side is 16 (bilinear, as with resize_to) and the prediction is resized back"
+    )
     assert prob.shape == (2, height, width) and seen == [network_size] * 2
     assert torch.equal(prob, SegmentationInference(unet, resize_to=16)(img))
     with warnings.catch_warnings():

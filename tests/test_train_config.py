@@ -6,7 +6,7 @@ import pytest
 
 from gan_mask_gen import MaskSynthesizing
 from utils.errors import InputError
-from utils.train_config import SegmentationTrainParams, resolve_config, resume_changes
+from utils.train_config import SegmentationTrainParams, flag_fields, resolve_config, resume_changes
 
 
 def test_defaults_are_those_of_the_original_work():
@@ -221,3 +221,68 @@ def test_train_mode_test_loss_makes_its_interval_part_of_the_training():
         before.to_json(), resolve_config(["--out", "a", "--faithful", "--steps_per_log", "7"])
     )
     assert refused == ["steps_per_log: 100 -> 7"]
+
+
+def write_args(tmp_path, entries) -> str:
+    path = tmp_path / "args.json"
+    path.write_text(entries if isinstance(entries, str) else json.dumps(entries))
+    return str(path)
+
+
+def args_error(tmp_path, entries) -> str:
+    path = write_args(tmp_path, entries)
+    with pytest.raises(InputError) as error:
+        resolve_config(["--args", path])
+    return str(error.value).replace(path, "ARGS")
+
+
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        ({"gan_weights": 5}, "entry 'gan_weights' is 5: expected a string"),
+        ({"device": True}, "entry 'device' is true: expected a device name"),
+        ({"device": 1.5}, "entry 'device' is 1.5: expected a device name"),
+        ({"val_resize_to": 12.5}, "entry 'val_resize_to' is 12.5: expected a whole number"),
+        ({"rate": True}, "entry 'rate' is true: expected a number"),
+        ({"maxes_filter": 1}, "entry 'maxes_filter' is 1: expected true or false"),
+        ({"gan_config": [1]}, "entry 'gan_config' is [1]: expected a JSON object"),
+        ({"val_images_dirs": "a"}, "entry 'val_images_dirs' is \"a\": expected a list of folder paths"),
+        ({"gen_devices": []}, "entry 'gen_devices' is []: expected GPU numbers"),
+        ({"gen_devices": 5}, "entry 'gen_devices' is 5: expected GPU numbers"),
+        ({"gen_devices": [0, "1"]}, "entry 'gen_devices' is [0, \"1\"]: expected GPU numbers"),
+        ({"out": "x", "precision": "fp16"}, "--precision fp16: must be one of fp32, bf16"),
+        ("[1, 2]", "expected a JSON object of flag values"),
+    ],
+)
+def test_args_file_errors_name_the_file_the_entry_and_what_was_expected(tmp_path, entries, message):
+    expected = message if message.startswith("--precision") else f"--args ARGS: {message}"
+    assert args_error(tmp_path, entries) == expected
+
+
+def test_unreadable_args_file_is_named(tmp_path):
+    assert args_error(tmp_path, "{not json").startswith("--args ARGS: cannot read a JSON object (Expecting")
+
+
+def test_unknown_args_entry_lists_the_known_flags(tmp_path):
+    known = sorted(name for name in flag_fields())
+    assert "demo" not in known and "world_size" not in known and "rate" in known
+    assert (
+        args_error(tmp_path, {"colour": 1})
+        == f"--args ARGS: unknown entry 'colour'; known: {', '.join(known)}"
+    )
+
+
+def test_args_file_skips_what_the_original_and_a_distributed_run_recorded(tmp_path):
+    """`args` (the original's own flag), `world_size` (ours) and nulls of any entry are left out."""
+    path = write_args(
+        tmp_path, {"args": "old.json", "world_size": 4, "colour": None, "rate": None, "seed": 5}
+    )
+    config = resolve_config(["--out", "x", "--args", path])
+    assert config.run.seed == 5 and config.params.rate == 0.001 and config.run.world_size == 1
+
+
+def test_zero_size_in_an_args_file_means_native_size_as_in_the_original(tmp_path):
+    path = write_args(tmp_path, {"val_resize_to": 0, "device": 1})
+    config = resolve_config(["--out", "x", "--args", path])
+    assert config.run.val_resize_to is None and config.run.device == "cuda:1"
+    assert resolve_config(["--out", "x", "--val_resize_to", "0"]).run.val_resize_to is None
