@@ -12,7 +12,7 @@ from BigGAN.model.BigGAN import Generator
 from data import SegmentationDataset
 from demo import train_gan, world
 from demo.assets import DEMO_GENERATOR_CONFIG
-from demo.baselines import evaluate_baselines
+from demo.baselines import all_foreground, centred_ellipse, evaluate_baselines, otsu_border_rule
 from demo.discriminator import Discriminator
 from demo.world import (
     SEED_RANGES,
@@ -210,3 +210,11 @@ def test_baselines_score_what_the_readme_reports_on_the_heldout_folder():
         },
         "otsu": {"IoU": pytest.approx(0.566597, abs=1e-6), "share_IoU_above_0.5": 0.566},
     }
+
+
+def test_baseline_masks_are_bool_and_the_ellipse_includes_its_boundary():
+    image = torch.zeros(3, 2, 1)
+    assert torch.equal(all_foreground(image), torch.ones(2, 1, dtype=torch.bool))
+    # Pixel centres at y = -0.25, 0.25 and x = 0 lie exactly on the ellipse of radii (0.25, 0.5).
+    assert torch.equal(centred_ellipse(image, 0.25, 0.5), torch.ones(2, 1, dtype=torch.bool))
+    assert torch.equal(otsu_border_rule(torch.full((3, 4, 5), 0.3)), torch.zeros(4, 5, dtype=torch.bool))

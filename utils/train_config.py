@@ -139,7 +139,7 @@ class RunConfig:
     )
     val_resize_to: int | None = flag(
         128,
-        "short side of evaluation inputs, at least 16 (none: native size)",
+        "short side of evaluation inputs, at least 16 (none, or 0 as the original wrote it: native size)",
         parse=optional_int,
         check=optional(at_least(MIN_NATIVE_SIDE)),
         metavar="PX",
