@@ -214,6 +214,7 @@ def test_baselines_score_what_the_readme_reports_on_the_heldout_folder():
 
 def test_baseline_masks_are_bool_and_the_ellipse_includes_its_boundary():
     image = torch.zeros(3, 2, 1)
+    assert all_foreground(image).dtype == torch.bool and otsu_border_rule(image).dtype == torch.bool
     assert torch.equal(all_foreground(image), torch.ones(2, 1, dtype=torch.bool))
     # Pixel centres at y = -0.25, 0.25 and x = 0 lie exactly on the ellipse of radii (0.25, 0.5).
     assert torch.equal(centred_ellipse(image, 0.25, 0.5), torch.ones(2, 1, dtype=torch.bool))

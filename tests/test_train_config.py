@@ -223,6 +223,18 @@ def test_train_mode_test_loss_makes_its_interval_part_of_the_training():
     assert refused == ["steps_per_log: 100 -> 7"]
 
 
+def test_test_set_size_may_change_on_resume_only_with_the_eval_mode_test_loss():
+    eval_mode = resume_changes(
+        resolve_config(["--out", "a"]).to_json(), resolve_config(["--out", "a", "--test_samples_count", "5"])
+    )
+    assert eval_mode == ([], ["test_samples_count: 1000 -> 5"])
+    before = resolve_config(["--out", "a", "--faithful"])
+    train_mode = resume_changes(
+        before.to_json(), resolve_config(["--out", "a", "--faithful", "--test_samples_count", "5"])
+    )
+    assert train_mode == (["test_samples_count: 1000 -> 5"], [])
+
+
 def write_args(tmp_path, entries) -> str:
     path = tmp_path / "args.json"
     path.write_text(entries if isinstance(entries, str) else json.dumps(entries))

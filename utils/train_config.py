@@ -226,7 +226,7 @@ def _json_type_error(f: dataclasses.Field, value) -> str | None:
         return None if isinstance(value, bool) else "expected true or false"
     if f.name == "device":
         return None if isinstance(value, int) and not isinstance(value, bool) else "expected a device name"
-    if isinstance(default, int) or f.name == "val_resize_to":
+    if isinstance(default, int):
         return None if isinstance(value, int) and not isinstance(value, bool) else "expected a whole number"
     if isinstance(default, float):
         return None if isinstance(value, int | float) and not isinstance(value, bool) else "expected a number"
