@@ -19,11 +19,14 @@ if [ "${1:-}" = --recheck ]; then
 import json
 from pathlib import Path
 
+from mutmut.stats import status_by_exit_code
+
 for meta in Path("mutants").rglob("*.py.meta"):
     data = json.loads(meta.read_text())
-    # Survived (0) or reached by no test (5, 33): forget the verdict, so that mutmut checks them again.
+    # Forget the verdict of survivors and of mutants no test reached, so that mutmut checks them again.
     data["exit_code_by_key"] = {
-        name: None if code in (0, 5, 33) else code for name, code in data["exit_code_by_key"].items()
+        name: None if status_by_exit_code[code] in ("survived", "no tests") else code
+        for name, code in data["exit_code_by_key"].items()
     }
     meta.write_text(json.dumps(data))
 PY

@@ -13,12 +13,12 @@ import tomllib
 from collections import Counter
 from pathlib import Path
 
+from mutmut.stats import status_by_exit_code
+
 ROOT = Path(__file__).resolve().parents[1]
 EQUIVALENT_FILE = ROOT / "tools" / "equivalent_mutants.txt"
-# mutmut's exit codes (mutmut/stats.py): what a mutant's test run ended with.
-KILLED_CODES = {1, 3, 24, -24, 152, 255, 36, -11, -9, 37}
-SURVIVED_CODES = {0}
-UNREACHED_CODES = {5, 33}
+# mutmut's verdicts that mean a test (or the interpreter, or the type checker) told the mutant apart.
+DETECTED = {"killed", "timeout", "segfault", "caught by type check"}
 
 
 def equivalent_mutants() -> dict[str, str]:
@@ -44,13 +44,8 @@ def module_results(module: str) -> dict[str, int | None]:
 
 
 def status(exit_code: int | None) -> str:
-    if exit_code in KILLED_CODES:
-        return "killed"
-    if exit_code in SURVIVED_CODES:
-        return "survived"
-    if exit_code in UNREACHED_CODES:
-        return "no tests"
-    return "not checked" if exit_code is None else "suspicious"
+    verdict = status_by_exit_code[exit_code]
+    return "killed" if verdict in DETECTED else verdict
 
 
 def main() -> None:
