@@ -1,0 +1,206 @@
+"""Mutation testing of the core modules, each module checked by its own tests only.
+
+    python tools/mutation.py run [--recheck] [--jobs N] [MODULE ...]   # e.g. run metrics.py data.py
+    python tools/mutation.py report [--survivors]
+    python tools/mutation.py show MUTANT                                # one mutant's diff
+
+The modules and their own tests are listed in pyproject.toml's `[tool.mutation] own_tests`; mutmut's
+shared settings are its `[tool.mutmut]`. A module is run in a folder of its own, mutants/<module>/,
+that links to the project's files and holds a pyproject.toml mutating that module alone and selecting
+its own test files. So a surviving mutant costs its module's tests, not every test that happens to
+call the function (training runs included), and modules can be run, and rerun, one at a time.
+
+Score = killed / (mutants - equivalent): killed counts mutants that a test failed on, that timed out
+or crashed the interpreter; survivors and mutants that no own test reached count against it. The
+equivalent mutants of tools/equivalent_mutants.txt (no observable difference) are left out.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import tomllib
+from collections import Counter
+from pathlib import Path
+
+from mutmut.stats import status_by_exit_code
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "mutants"
+EQUIVALENT_FILE = ROOT / "tools" / "equivalent_mutants.txt"
+# mutmut's verdicts that mean a test (or the interpreter, or the type checker) told the mutant apart.
+DETECTED = {"killed", "timeout", "segfault", "caught by type check"}
+# Not linked into a module's folder: its own configuration, mutmut's output, and caches.
+NOT_LINKED = {"pyproject.toml", "mutants", ".git", ".pytest_cache", ".ruff_cache", "__pycache__"}
+# mutmut forks each mutant's test process from one that has run tests already. An OpenMP thread pool
+# does not survive a fork: the child's first parallel region would wait forever for the parent's
+# threads, and a hung mutant counts as a timeout, i.e. as killed. Single-threaded torch has no pool,
+# and with one mutant per core nothing is lost.
+ONE_THREAD = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def own_tests() -> dict[str, list[str]]:
+    """Module path -> its test files (or single tests, `file::name`), checked against the mutated modules
+    and the files that exist."""
+    config = pyproject()["tool"]
+    tests = config["mutation"]["own_tests"]
+    mutated = config["mutmut"]["only_mutate"]
+    if sorted(tests) != sorted(mutated):
+        sys.exit(
+            "pyproject.toml: [tool.mutation] own_tests must name exactly the modules of [tool.mutmut] "
+            f"only_mutate; without tests: {sorted(set(mutated) - set(tests))}, "
+            f"not mutated: {sorted(set(tests) - set(mutated))}"
+        )
+    missing = sorted(
+        path for paths in tests.values() for path in paths if not (ROOT / path.split("::")[0]).is_file()
+    )
+    if missing:
+        sys.exit(f"pyproject.toml: [tool.mutation] own_tests names test files that do not exist: {missing}")
+    return tests
+
+
+def dotted(module: str) -> str:
+    """`utils/train_config.py` -> `utils.train_config`, the prefix of its mutants' names."""
+    return module.removesuffix(".py").replace("/", ".")
+
+
+def folder(module: str) -> Path:
+    return WORK / dotted(module)
+
+
+def module_of(mutant: str) -> str:
+    """The mutated module a mutant name (`utils.train_config.x_parse__mutmut_3`) belongs to."""
+    owners = [module for module in own_tests() if mutant.startswith(dotted(module) + ".")]
+    if not owners:
+        sys.exit(f"{mutant}: not a mutant of the modules in pyproject.toml's [tool.mutation] own_tests")
+    return max(owners, key=len)
+
+
+def module_config(module: str, tests: list[str]) -> str:
+    """The project's pyproject.toml with a [tool.mutmut] that mutates `module`, checked by `tests`."""
+    settings = dict(pyproject()["tool"]["mutmut"])
+    settings["only_mutate"] = [module]
+    settings["pytest_add_cli_args_test_selection"] = ["-m", "not slow", *tests]
+    # JSON's strings, numbers, booleans and arrays of them are valid TOML values.
+    section = ["[tool.mutmut]"] + [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
+    lines = (ROOT / "pyproject.toml").read_text().splitlines()
+    start = lines.index("[tool.mutmut]")
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines))
+    return "\n".join(lines[:start] + section + [""] + lines[end:]) + "\n"
+
+
+def prepare(module: str, tests: list[str]) -> Path:
+    """The module's folder: links to the project's top-level entries and its own pyproject.toml."""
+    here = folder(module)
+    here.mkdir(parents=True, exist_ok=True)
+    for entry in ROOT.iterdir():
+        link = here / entry.name
+        if entry.name not in NOT_LINKED and not link.is_symlink():
+            link.symlink_to(entry)
+    (here / "pyproject.toml").write_text(module_config(module, tests))
+    return here
+
+
+def forget_survivors(here: Path) -> None:
+    """Clear the verdicts of survivors and of mutants no test reached, so that mutmut checks them again."""
+    for meta in (here / "mutants").rglob("*.py.meta"):
+        data = json.loads(meta.read_text())
+        data["exit_code_by_key"] = {
+            name: None if status_by_exit_code[code] in ("survived", "no tests") else code
+            for name, code in data["exit_code_by_key"].items()
+        }
+        meta.write_text(json.dumps(data))
+
+
+def run(modules: list[str], jobs: int, recheck: bool) -> None:
+    tests = own_tests()
+    unknown = [module for module in modules if module not in tests]
+    if unknown:
+        sys.exit(f"not among the mutated modules of pyproject.toml: {unknown}; choose from {sorted(tests)}")
+    for module in modules or list(tests):
+        here = prepare(module, tests[module])
+        if recheck:
+            forget_survivors(here)
+        start = time.monotonic()
+        print(f"{module}: mutmut run, own tests {' '.join(tests[module])}", flush=True)
+        with open(here / "run.log", "w") as log:
+            command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs)]
+            done = subprocess.run(command, cwd=here, stdout=log, stderr=subprocess.STDOUT, env=ONE_THREAD)
+        if done.returncode != 0:
+            sys.exit(f"{module}: mutmut failed (exit {done.returncode}); its output is in {here / 'run.log'}")
+        print(f"{module}: done in {(time.monotonic() - start) / 60:.1f} min", flush=True)
+
+
+def equivalent_mutants() -> dict[str, str]:
+    """Mutant name -> why it cannot be told apart from the original (`name: reason` lines)."""
+    listed = {}
+    for line in EQUIVALENT_FILE.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, reason = line.split(":", 1)
+            listed[name.strip()] = reason.strip()
+    return listed
+
+
+def results(module: str) -> dict[str, int | None]:
+    meta = folder(module) / "mutants" / f"{module}.meta"
+    return json.loads(meta.read_text())["exit_code_by_key"] if meta.exists() else {}
+
+
+def status(exit_code: int | None) -> str:
+    verdict = status_by_exit_code[exit_code]
+    return "killed" if verdict in DETECTED else verdict
+
+
+def report(list_survivors: bool) -> None:
+    equivalent = equivalent_mutants()
+    print("| module | mutants | killed | survived | no tests | not run | equivalent | score |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    survivors = []
+    for module in own_tests():
+        verdicts = {name: status(code) for name, code in results(module).items() if name not in equivalent}
+        counts = Counter(verdicts.values())
+        n_equivalent = sum(name in equivalent for name in results(module))
+        score = f"{100 * counts['killed'] / len(verdicts):.1f} %" if verdicts else "n/a"
+        not_run = len(verdicts) - counts["killed"] - counts["survived"] - counts["no tests"]
+        print(
+            f"| `{module}` | {len(verdicts) + n_equivalent} | {counts['killed']} | {counts['survived']} "
+            f"| {counts['no tests']} | {not_run} | {n_equivalent} | {score} |"
+        )
+        survivors += [name for name, verdict in verdicts.items() if verdict != "killed"]
+    if list_survivors and survivors:
+        print("\nNot killed (python tools/mutation.py show NAME):\n" + "\n".join(survivors))
+
+
+def show(mutant: str) -> None:
+    here = folder(module_of(mutant))
+    subprocess.run([sys.executable, "-m", "mutmut", "show", mutant], cwd=here, check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="run mutmut over the modules (all by default)")
+    run_parser.add_argument("modules", nargs="*", help="module paths as in own_tests, e.g. metrics.py")
+    run_parser.add_argument("--jobs", type=int, default=2, help="mutants checked at once (default 2)")
+    run_parser.add_argument("--recheck", action="store_true", help="check survivors again (after adding tests)")
+    report_parser = commands.add_parser("report", help="the per-module table")
+    report_parser.add_argument("--survivors", action="store_true", help="also list the mutants not killed")
+    show_parser = commands.add_parser("show", help="one mutant's diff")
+    show_parser.add_argument("mutant")
+    args = parser.parse_args()
+    if args.command == "run":
+        run(args.modules, args.jobs, args.recheck)
+    elif args.command == "report":
+        report(args.survivors)
+    else:
+        show(args.mutant)
+
+
+if __name__ == "__main__":
+    main()
