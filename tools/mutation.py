@@ -183,12 +183,16 @@ def show(mutant: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="run mutmut over the modules (all by default)")
     run_parser.add_argument("modules", nargs="*", help="module paths as in own_tests, e.g. metrics.py")
     run_parser.add_argument("--jobs", type=int, default=2, help="mutants checked at once (default 2)")
-    run_parser.add_argument("--recheck", action="store_true", help="check survivors again (after adding tests)")
+    run_parser.add_argument(
+        "--recheck", action="store_true", help="check survivors again, after adding tests"
+    )
     report_parser = commands.add_parser("report", help="the per-module table")
     report_parser.add_argument("--survivors", action="store_true", help="also list the mutants not killed")
     show_parser = commands.add_parser("show", help="one mutant's diff")
