@@ -181,8 +181,8 @@ def model_metrics(
     precisions, recalls = [], []
     n_images = 0
     batches = loader if n_steps is None else itertools.islice(loader, n_steps)
-    total = n_steps if n_steps is not None else (len(loader) if hasattr(loader, "__len__") else None)
-    for img, mask in progress_bar(batches, total=total, leave=False, desc="metrics"):
+    # Without n_steps, tqdm takes the total from len(loader) where there is one.
+    for img, mask in progress_bar(batches, total=n_steps, leave=False, desc="metrics"):
         prediction = model(img)
         mask = torch.as_tensor(mask).to(prediction.device)
         if F_max in stats:

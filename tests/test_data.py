@@ -7,6 +7,7 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from data import SegmentationDataset, UnannotatedDataset
+from utils.errors import InputError
 
 
 def write_image(path: Path, array: np.ndarray, mode: str | None = None) -> Path:
@@ -88,6 +89,46 @@ def test_works_with_a_dataloader(tmp_path):
     assert batches[0][0].shape == (2, 3, 4, 4) and batches[0][1].shape == (2, 4, 4)
 
 
+def test_folder_errors_say_which_folder_and_what_to_do(tmp_path):
+    with pytest.raises(InputError) as error:
+        UnannotatedDataset(tmp_path / "nowhere")
+    assert (
+        str(error.value)
+        == f"image folder {tmp_path / 'nowhere'} does not exist or is not a folder: check the path"
+    )
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError) as error:
+        UnannotatedDataset(tmp_path / "empty")
+    assert str(error.value) == (
+        f"image folder {tmp_path / 'empty'} holds no .jpg/.jpeg/.png files: "
+        "point it at the folder that contains the images"
+    )
+
+
+def test_the_transform_is_applied_to_the_resized_image(tmp_path):
+    array = rgb(4, 6, 0)
+    array[:, :3] = 255
+    write_image(tmp_path / "a.png", array)
+    flipped = UnannotatedDataset(
+        tmp_path, transform=lambda image: image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    )
+    assert torch.equal(flipped[0], UnannotatedDataset(tmp_path)[0].flip(2))
+    assert flipped[0][0, 0].tolist() == [-1.0] * 3 + [1.0] * 3
+    seen = []
+    UnannotatedDataset(tmp_path, transform=lambda image: seen.append(image.size) or image, size=2)[0]
+    assert seen == [(3, 2)]
+
+
+def test_a_mask_of_another_size_is_resized_to_its_image(tmp_path):
+    images, masks = make_pairs(tmp_path)
+    half = np.zeros((4, 6), dtype=np.uint8)
+    half[:, :3] = 255
+    write_image(masks / "x2.png", half)
+    image, mask = SegmentationDataset(images, masks, crop=False)[1]
+    assert image.shape == (3, 8, 12) and mask.shape == (8, 12)
+    assert mask[0].tolist() == [1] * 6 + [0] * 6
+
+
 def test_missing_folder_and_empty_folder_are_reported(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         UnannotatedDataset(tmp_path / "nowhere")
@@ -107,8 +148,27 @@ def test_images_without_masks_are_listed(tmp_path):
         SegmentationDataset(images, masks)
 
 
-def test_ambiguous_mask_names_are_reported(tmp_path):
+def test_the_first_five_images_without_masks_are_named(tmp_path):
     images, masks = make_pairs(tmp_path)
-    write_image(masks / "again" / "x1.jpg", np.zeros((10, 6), dtype=np.uint8))
-    with pytest.raises(ValueError, match="two files named 'x1'"):
+    for name in "abcdef":
+        write_image(images / f"{name}.png", rgb(4, 4, 0))
+    with pytest.raises(InputError) as error:
         SegmentationDataset(images, masks)
+    assert str(error.value) == (
+        f"6 of 8 images in {images} have no mask of the same name in {masks} (e.g. a, b, c, d, e): "
+        "add the masks or remove those images"
+    )
+
+
+@pytest.mark.parametrize("what", ["image", "mask"])
+def test_ambiguous_names_are_reported_with_their_folder(tmp_path, what):
+    images, masks = make_pairs(tmp_path)
+    folder = {"image": images, "mask": masks}[what]
+    first = {"image": images / "nested" / "x1.png", "mask": masks / "x1.png"}[what]
+    write_image(folder / "again" / "x1.jpg", np.zeros((10, 6), dtype=np.uint8))
+    with pytest.raises(InputError) as error:
+        SegmentationDataset(images, masks)
+    assert str(error.value) == (
+        f"{what} folder {folder} holds two files named 'x1' ({folder / 'again' / 'x1.jpg'} and {first}): "
+        "images and masks are paired by file name, so names must be unique"
+    )

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from data import SegmentationDataset, UnannotatedDataset, mask_gray, to_rgb
+import data
+from data import SegmentationDataset, UnannotatedDataset, mask_gray, read_rgb, to_rgb
 from tests.test_data import make_pairs, rgb, write_image
 from utils.errors import InputError
 
@@ -60,6 +61,24 @@ def test_a_truncated_file_is_reported_at_construction(tmp_path, broken):
         InputError, match=rf"1 image/mask file.*{name} \(image file is truncated.*--skip_bad_files"
     ):
         SegmentationDataset(images, masks)
+
+
+def test_the_scan_shows_one_progress_line_per_folder(tmp_path, capsys):
+    images, masks = make_pairs(tmp_path)
+    SegmentationDataset(images, masks)
+    lines = capsys.readouterr().err.splitlines()  # the opening lines only: the bars are not left behind
+    assert len(lines) == 2
+    assert lines[0].startswith(f"checking {images}:   0%|") and " 0/2 " in lines[0]
+    assert lines[1].startswith(f"checking {masks}:   0%|") and " 0/2 " in lines[1]
+
+
+def test_an_error_without_a_message_is_reported_by_its_type(tmp_path):
+    path = write_image(tmp_path / "a.png", rgb(2, 2, 0))
+
+    def refuse(image):
+        raise KeyError()
+
+    assert data._unreadable([path], refuse, tmp_path) == {path: "KeyError"}
 
 
 def test_a_file_that_is_not_an_image_is_reported(tmp_path):
@@ -185,6 +204,25 @@ def test_32_bit_gray_of_older_pillow_is_taken_as_16_bit_when_above_255():
     assert as_16_bit.mode == "I" and np.asarray(mask_gray(as_16_bit)).tolist() == [[0, 3, 156, 255]]
     as_8_bit = Image.fromarray(gray_mask([0, 100, 255], np.int32))
     assert np.asarray(mask_gray(as_8_bit)).tolist() == [[0, 100, 255]]
+
+
+def test_32_bit_gray_is_16_bit_from_256_and_clipped_to_its_range():
+    assert np.asarray(mask_gray(Image.fromarray(gray_mask([0, 256], np.int32)))).tolist() == [[0, 1]]
+    out_of_range = Image.fromarray(gray_mask([-5, 40000, 65536, 70000], np.int32))
+    assert np.asarray(to_rgb(out_of_range))[0, :, 0].tolist() == [0, 156, 255, 255]
+
+
+def test_label_masks_with_an_opaque_alpha_are_labels():
+    mask = rgba_mask([(0, 0, 0), (1, 1, 1), (1, 1, 1)], [255, 255, 255], "LA")
+    assert np.asarray(mask_gray(mask)).tolist() == [[0, 255, 255]]
+
+
+def test_read_rgb_decodes_the_whole_file_and_makes_it_8_bit_rgb(tmp_path):
+    write_png_16(tmp_path / "gray16.png", np.array([[32768, 65535]], np.uint16))
+    image = read_rgb(str(tmp_path / "gray16.png"))
+    assert image.mode == "RGB" and np.asarray(image).tolist() == [[[128] * 3, [255] * 3]]
+    with pytest.raises(OSError, match="truncated"):
+        read_rgb(truncate(write_image(tmp_path / "noisy.png", noisy(64, 64))))
 
 
 def test_dataset_reads_palette_label_masks(tmp_path):

@@ -99,6 +99,14 @@ def test_maxes_filter_equals_reference_with_ties_and_plateaus(values):
     assert 0 < int(kept.sum()) < len(images)
 
 
+@pytest.mark.parametrize("width", [5, 7])
+def test_maxes_filter_equals_reference_for_other_box_widths(width):
+    images = images_with_random_histograms(400, 200, seed=width)
+    kept = maxes_filter(images, width=width)
+    assert torch.equal(kept, maxes_filter_reference(images, width=width))
+    assert 0 < int(kept.sum()) < len(images)
+
+
 def test_maxes_filter_equals_reference_on_the_pipeline_fixture():
     shifted = load_fixture("mask_pipeline_inputs.pt")["img_shifted"].float()
     assert torch.equal(maxes_filter(shifted), maxes_filter_reference(shifted))
@@ -174,7 +182,7 @@ def test_pr_curves_equal_reference_at_every_threshold_and_special_value(prob_bin
     """Each threshold, its float neighbours on both sides, NaN, infinities and values outside [0, 1]."""
     levels = torch.from_numpy(thresholds(prob_bins)).to(dtype)
     up, down = torch.tensor(2.0, dtype=dtype), torch.tensor(-2.0, dtype=dtype)
-    specials = torch.tensor([-0.0, 1.0, 1.5, -1e-30, 1e30, float("nan"), float("inf"), float("-inf")])
+    specials = torch.tensor([-0.0, 1.0, 1.5, -0.5, -1e-30, 1e30, float("nan"), float("inf"), float("-inf")])
     g = torch.Generator().manual_seed(prob_bins)
     prob = torch.cat([levels, levels.nextafter(up), levels.nextafter(down), specials.to(dtype)])
     prob = torch.cat([prob, torch.rand(2000, generator=g).to(dtype)]).repeat(3, 1)

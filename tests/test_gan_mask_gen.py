@@ -1,5 +1,6 @@
 """Mask synthesis against the reference pipeline fixtures, and the batch-refilling generator."""
 
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -14,6 +15,7 @@ from gan_mask_gen import (
     MaskStream,
     MaskSynthesizing,
     area_filter,
+    check_masks_vary,
     maxes_filter,
     mean_thr_mask,
     pair_to_mask,
@@ -70,6 +72,36 @@ def test_area_filter_is_off_from_one():
     full = torch.ones(3, 4, 4, dtype=torch.long)
     assert area_filter(full, 1.0).all()
     assert not area_filter(full, 0.99).any()
+
+
+def test_area_filter_rejects_a_mask_exactly_at_the_bound():
+    masks = torch.zeros(3, 2, 2, dtype=torch.long)
+    masks[0, 0, 0] = 1  # 0.25
+    masks[1, 0] = 1  # 0.5, exactly mask_size_up
+    masks[2, :, 0] = masks[2, 0, 1] = 1  # 0.75
+    assert area_filter(masks, 0.5).tolist() == [True, False, False]
+
+
+def masks_of_coverage(*ones: int) -> torch.Tensor:
+    """A batch of 2x2 masks with the given numbers of foreground pixels."""
+    return torch.stack([(torch.arange(4) < count).long().view(2, 2) for count in ones])
+
+
+@pytest.mark.parametrize("what, ones", [("empty", (0, 0)), ("full", (4, 4)), ("empty", (0, 0, 0))])
+def test_a_batch_of_only_empty_or_only_full_masks_is_an_error(what, ones):
+    message = (
+        f"all {len(ones)} masks of a batch are {what}: the shift by latent_shift_r=2.5 along the direction "
+        "does not brighten part of the image; check --bg_direction (a zero or tiny direction?) and "
+        "--latent_shift_r"
+    )
+    with pytest.raises(MaskGenerationError) as error:
+        check_masks_vary(masks_of_coverage(*ones), 2.5)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("ones", [(0,), (4,), (0, 4), (0, 1), (3, 4), (1, 2)])
+def test_single_masks_and_mixed_batches_pass_the_variety_check(ones):
+    check_masks_vary(masks_of_coverage(*ones), 2.5)
 
 
 def image_with_histogram(counts: list[int]) -> torch.Tensor:
@@ -216,6 +248,62 @@ class BrokenGenerator(nn.Module):
 
     def forward(self, z):
         raise RuntimeError("generator exploded")
+
+
+def stream_generator(seed: int = 5) -> MaskGenerator:
+    G = tiny_generator()
+    direction = torch.randn(G.dim_z, generator=torch.Generator().manual_seed(1))
+    p = params(batch_size=2, mask_size_up=1.0, maxes_filter=False)
+    return MaskGenerator(G, direction, p, rng=torch.Generator().manual_seed(seed))
+
+
+def test_stream_state_before_any_batch_is_the_generators_start():
+    """Resuming from a stream that handed out nothing starts the sequence from its beginning."""
+    start = stream_generator().rng.get_state()
+    with MaskStream(stream_generator()) as stream:
+        assert torch.equal(stream.rng_state, start)
+
+
+def test_a_slow_consumer_loses_no_batch():
+    """The worker waits for room in the queue as long as it takes, not only for one poll interval."""
+    direct = stream_generator()
+    expected = [direct() for _ in range(3)]
+    with MaskStream(stream_generator()) as stream:
+        got = []
+        for _ in range(3):
+            time.sleep(0.3)  # longer than the worker's 0.1 s poll of a full queue
+            got.append(next(stream))
+    for (image, mask), (want_image, want_mask) in zip(got, expected, strict=True):
+        assert torch.equal(image, want_image) and torch.equal(mask, want_mask)
+
+
+def test_close_stops_a_worker_blocked_on_a_full_queue():
+    stream = MaskStream(stream_generator())
+    next(stream)
+    time.sleep(0.3)  # the worker has made the next batch and waits for room
+    stream.close()
+    assert not stream.worker.is_alive()
+
+
+def test_the_stream_works_one_batch_ahead_only():
+    """Batches wait in memory (on the GPU) until used: one is queued, one more waits for room."""
+    generator = stream_generator()
+    calls = []
+    make_batch = generator.forward
+    generator.forward = lambda: calls.append(1) or make_batch()
+    with MaskStream(generator) as stream:
+        next(stream)
+        deadline = time.monotonic() + 30
+        while len(calls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # room for a fourth call, were there one
+        assert len(calls) == 3  # the batch handed out, the queued one, the one waiting for room
+
+
+def test_an_unclosed_stream_does_not_keep_the_program_alive():
+    """The worker is a daemon thread: a script that forgets `close()` still exits."""
+    with MaskStream(stream_generator()) as stream:
+        assert stream.worker.daemon
 
 
 def test_stream_raises_worker_errors_in_the_consumer():

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from utils.errors import InputError
-from utils.inputs import EMBEDDINGS_HINT, load_embeddings
+from utils.errors import InputError, UserError
+from utils.inputs import DIRECTION_HINT, EMBEDDINGS_HINT, load_direction, load_embeddings
 from utils.weights import WEB_PAGE_REASON, WeightsError
 
 
@@ -43,3 +43,68 @@ def test_a_damaged_pt_file_is_named_as_an_embeddings_file(tmp_path):
         load_embeddings(path, 6)
     assert str(error.value).startswith(f"embeddings file {path} cannot be read: ")
     assert str(error.value).endswith(f"; {EMBEDDINGS_HINT}")
+
+
+def test_embeddings_that_are_missing_empty_or_of_the_wrong_shape_or_type_are_named(tmp_path):
+    def message(value, name="z.pt"):
+        path = tmp_path / name
+        if value is not None:
+            torch.save(value, path)
+        with pytest.raises(UserError) as error:
+            load_embeddings(path, 6)
+        return str(error.value).replace(str(path), "Z")
+
+    assert message(None, "absent.pt") == f"--z Z does not exist: {EMBEDDINGS_HINT}"
+    assert message(torch.zeros(4, 5)) == "--z Z must hold a float matrix [N, 6], got [4, 5]"
+    assert message(torch.zeros(4, 6, 1)) == "--z Z must hold a float matrix [N, 6], got [4, 6, 1]"
+    assert message(torch.zeros(4, 6, dtype=torch.long)) == "--z Z must hold a float matrix [N, 6], got [4, 6]"
+    assert message({"zs": torch.zeros(4, 6)}) == "--z Z must hold a float matrix [N, 6], got dict"
+    assert message(torch.zeros(0, 6)) == f"--z Z holds no rows: {EMBEDDINGS_HINT}"
+    torch.save(torch.zeros(1, 6, dtype=torch.float64), tmp_path / "one.pt")
+    assert torch.equal(load_embeddings(tmp_path / "one.pt", 6), torch.zeros(1, 6))  # float32
+
+
+def direction_error(tmp_path, value, name="direction.pt") -> str:
+    path = tmp_path / name
+    if value is not None:
+        torch.save(value, path)
+    with pytest.raises(UserError) as error:
+        load_direction(path, 4)
+    return str(error.value).replace(str(path), "D")
+
+
+def test_a_direction_is_read_as_a_float_vector_of_the_latent_size(tmp_path):
+    torch.save(torch.tensor([[1.0, -2.0, 0.0, 3.0]], dtype=torch.float64), tmp_path / "d.pt")
+    direction = load_direction(str(tmp_path / "d.pt"), 4)
+    assert direction.dtype == torch.float32 and direction.tolist() == [1.0, -2.0, 0.0, 3.0]
+
+
+def test_a_missing_misshaped_non_finite_or_zero_direction_is_named(tmp_path):
+    assert (
+        direction_error(tmp_path, None, "absent.pt") == f"direction file D does not exist: {DIRECTION_HINT}"
+    )
+    assert (
+        direction_error(tmp_path, torch.ones(3))
+        == "D holds [3]; --bg_direction must be a tensor of 4 elements"
+    )
+    assert direction_error(tmp_path, {"d": torch.ones(4)}) == (
+        "D holds dict; --bg_direction must be a tensor of 4 elements"
+    )
+    assert direction_error(tmp_path, torch.tensor([1.0, float("nan"), 0.0, 0.0])) == (
+        f"--bg_direction D has non-finite (NaN or infinite) elements: {DIRECTION_HINT}"
+    )
+    assert direction_error(tmp_path, torch.tensor([1.0, float("inf"), 0.0, 0.0])).endswith(
+        "elements: " + DIRECTION_HINT
+    )
+    assert direction_error(tmp_path, torch.zeros(4)) == (
+        "--bg_direction D is all zeros, so no shift would change the image"
+    )
+
+
+def test_a_damaged_direction_file_is_named_as_such(tmp_path):
+    path = tmp_path / "direction.pt"
+    path.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(WeightsError) as error:
+        load_direction(path, 4)
+    assert str(error.value).startswith(f"direction file {path} cannot be read: ")
+    assert str(error.value).endswith(f"; {DIRECTION_HINT}")

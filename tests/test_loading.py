@@ -5,11 +5,12 @@ import pickle
 import pytest
 import torch
 
-from BigGAN.gan_load import UnconditionalBigGAN, make_big_gan, make_biggan_config
+from BigGAN.gan_load import UnconditionalBigGAN, generator_config, make_big_gan, make_biggan_config
 from BigGAN.model.BigGAN import Generator
 from tests.weight_fill import fill_module
 from UNet.unet_load import load_unet
 from UNet.unet_model import UNet
+from utils.errors import InputError
 from utils.weights import WeightsError
 
 TINY = {"G_ch": 8, "G_attn": "64"}
@@ -17,6 +18,58 @@ TINY = {"G_ch": 8, "G_attn": "64"}
 
 def tiny_generator_state(seed: int = 0) -> dict[str, torch.Tensor]:
     return fill_module(Generator(**{**make_biggan_config(128), **TINY}), seed).state_dict()
+
+
+BIGBIGAN_CONFIG = {
+    "G_ch": 96,
+    "dim_z": 120,
+    "bottom_width": 4,
+    "resolution": 128,
+    "G_attn": "64",
+    "n_classes": 1000,
+    "G_shared": True,
+    "shared_dim": 128,
+    "hier": True,
+    "BN_eps": 1e-4,
+    "SN_eps": 1e-4,
+    "num_G_SVs": 1,
+    "num_G_SV_itrs": 1,
+    "G_activation": "relu",
+    "norm_style": "bn",
+}
+
+
+def test_the_default_config_is_bigbigans_at_128_px():
+    assert make_biggan_config() == BIGBIGAN_CONFIG
+    assert generator_config() == BIGBIGAN_CONFIG
+    assert make_biggan_config(64) == {**BIGBIGAN_CONFIG, "resolution": 64}
+
+
+def test_overrides_win_and_their_resolution_picks_the_layout():
+    assert generator_config({"G_ch": 8}) == {**BIGBIGAN_CONFIG, "G_ch": 8}
+    assert generator_config({"resolution": 64}, resolution=256) == make_biggan_config(64)
+    assert generator_config(None, resolution=256) == make_biggan_config(256)
+    with pytest.raises(InputError) as error:
+        generator_config({"resolution": 100})
+    assert str(error.value) == "no generator layout for resolution 100: use one of [32, 64, 128, 256, 512]"
+
+
+def test_the_resolution_argument_sizes_the_generator(tmp_path):
+    config = {"G_ch": 4, "G_attn": "0"}
+    state = fill_module(Generator(**generator_config(config, resolution=32))).state_dict()
+    torch.save(state, tmp_path / "g32.pth")
+    with torch.no_grad():
+        images = make_big_gan(tmp_path / "g32.pth", resolution=32, config=config, device="cpu")(
+            torch.zeros(1, 120)
+        )
+    assert images.shape == (1, 3, 32, 32)
+
+
+def test_an_invalid_config_is_named_with_the_reason(tmp_path):
+    with pytest.raises(InputError) as error:
+        make_big_gan(tmp_path / "g.pth", config={"bogus": 1}, device="cpu")
+    assert str(error.value).startswith('generator config {"bogus": 1} is not valid: ')
+    assert "bogus" in str(error.value).split("is not valid: ")[1]
 
 
 def test_round_trip_gives_identical_images(tmp_path):
@@ -64,8 +117,9 @@ def test_generator_layout_mismatch_is_listed(tmp_path, corrupt, message):
     state = tiny_generator_state()
     corrupt(state)
     torch.save(state, tmp_path / "bad.pth")
-    with pytest.raises(WeightsError, match=message):
+    with pytest.raises(WeightsError, match=message) as error:
         make_big_gan(tmp_path / "bad.pth", config=TINY, device="cpu")
+    assert str(error.value).startswith(f"{tmp_path / 'bad.pth'} does not match Generator: ")
 
 
 def test_missing_generator_file_says_how_to_get_it(tmp_path):

@@ -103,8 +103,62 @@ def test_iou_and_accuracy_average_per_image_over_the_batch():
 
 
 def test_mask_stats_refuse_probability_maps():
-    with pytest.raises(ValueError, match="probability map"):
-        IoU(torch.ones(1, 2, 2), torch.full((1, 2, 2), 0.7))
+    message = (
+        "the prediction is a probability map, not a mask: binarise it first "
+        "(e.g. evaluate `Threshold(model)` instead of `SegmentationInference(model)`)"
+    )
+    for value in (0.7, 2.0, -1.0):
+        with pytest.raises(ValueError) as error:
+            IoU(torch.ones(1, 2, 2), torch.tensor([[[0.0, 1.0], [value, 1.0]]]))
+        assert str(error.value) == message
+
+
+def test_mask_stats_take_float_masks_of_zeros_and_ones_as_masks():
+    gt = torch.tensor([[[1, 1], [0, 0]], [[1, 0], [0, 0]]])
+    pred = torch.tensor([[[1, 0], [1, 0]], [[0, 0], [0, 0]]])
+    for stat in (IoU, accuracy):
+        assert stat(gt.float(), pred.float()) == stat(gt.bool(), pred.bool()) == stat(gt, pred)
+    assert IoU(gt, pred) == pytest.approx((1 / 3 + 0) / 2)
+
+
+def test_one_pixel_masks_have_precision_and_recall_one():
+    mask = torch.zeros(1, 3, 3, dtype=torch.bool)
+    mask[0, 1, 1] = True
+    precision, recall = precision_recall(mask, mask)
+    assert precision.tolist() == [1.0] and recall.tolist() == [1.0]
+    precision, recall = precision_recall_curves(mask, mask.float(), prob_bins=2)
+    assert precision.tolist() == [[1.0, 1.0]] and recall.tolist() == [[1.0, 1.0]]
+
+
+def test_thresholds_default_to_the_originals_255():
+    levels = thresholds()
+    assert len(levels) == 255 and levels[1] == 1 / 255
+    np.testing.assert_array_equal(levels, np.arange(0.0, 1.0, 1.0 / 255))
+
+
+def test_f_max_uses_the_given_beta():
+    precision, recall = torch.tensor([[1.0, 0.5]]), torch.tensor([[0.25, 1.0]])
+    assert F_max(precision, recall, beta2=1.0) == pytest.approx(2 * 0.5 / 1.5)  # F1 of (0.5, 1.0)
+    assert F_max(precision, recall) == pytest.approx(1.3 * 0.25 / (0.3 + 0.25))  # F0.3 of (1.0, 0.25)
+
+
+def test_masks_of_other_sizes_than_their_ground_truth_are_refused():
+    message = r"^ground truth \[1, 2, 2\] and prediction \[1, 3, 3\] do not match$"
+    for stat in (IoU, accuracy, precision_recall):
+        with pytest.raises(ValueError, match=message):
+            stat(torch.ones(1, 2, 2), torch.ones(1, 3, 3))
+    with pytest.raises(ValueError, match=message):
+        precision_recall_curves(torch.ones(1, 2, 2), torch.ones(1, 3, 3))
+
+
+def test_integer_maps_give_the_curves_of_their_float_values():
+    """A 0/1 map of any dtype is a probability map of 0.0 and 1.0 (only values above a threshold count)."""
+    gt = torch.tensor([[[1, 0], [1, 0]]])
+    ints = torch.tensor([[[1, 1], [0, 0]]])
+    for dtype in (torch.uint8, torch.long, torch.bool):
+        got = precision_recall_curves(gt, ints.to(dtype), prob_bins=4)
+        want = precision_recall_curves(gt, ints.float(), prob_bins=4)
+        assert all(torch.equal(g, w) for g, w in zip(got, want, strict=True))
 
 
 def test_f_score_replaces_only_nan():
@@ -183,6 +237,13 @@ def test_model_metrics_reports_progress_over_the_batches_it_evaluates(capsys):
     model_metrics(lambda prob: prob, batches, n_steps=2, stats=(F_max,))
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("metrics:   0%|") and " 0/2 " in lines[0]
+
+
+def test_model_metrics_takes_loaders_without_a_length(capsys):
+    batches = identity_batches(3)
+    from_generator = model_metrics(lambda prob: prob, (batch for batch in batches), stats=(F_max,))
+    assert from_generator == model_metrics(lambda prob: prob, batches, stats=(F_max,))
+    assert " 0/" not in capsys.readouterr().err.splitlines()[0]  # no total to show
 
 
 def test_model_metrics_counts_every_image_once_and_uses_the_given_thresholds():

@@ -104,6 +104,25 @@ def test_without_resize_the_model_sees_the_image_and_the_map_is_not_quantised():
     assert torch.equal(prob, 1 - torch.softmax(logits, 1)[:, 0])
 
 
+def constant_map(value: float):
+    """A model that gives the probability map itself, `[B, h, w]`, as the original allowed."""
+    return lambda x: torch.full((len(x), *x.shape[-2:]), value)
+
+
+@pytest.mark.parametrize("resize_to", [None, 32])
+def test_a_map_of_the_images_size_is_taken_as_the_model_gives_it(resize_to):
+    """No softmax over a 3-d output, and no 8-bit round trip when the map already has the image's size."""
+    img = torch.zeros(1, 3, 32, 48)
+    prob = SegmentationInference(constant_map(0.3), resize_to)(img)
+    assert prob.shape == (1, 32, 48) and (prob == torch.tensor(0.3)).all()
+
+
+def test_threshold_keeps_a_probability_exactly_at_it():
+    img = torch.zeros(2, 3, 16, 16)
+    assert Threshold(constant_map(0.5), thr=0.5)(img).all()
+    assert not Threshold(constant_map(0.5), thr=0.5001)(img).any()
+
+
 def test_batches_are_processed_image_by_image():
     unet = fill_module(UNet(base_width=4), 0)
     img = torch.rand(2, 3, 40, 30, generator=torch.Generator().manual_seed(1)) * 2 - 1

@@ -6,7 +6,13 @@ import pytest
 
 from gan_mask_gen import MaskSynthesizing
 from utils.errors import InputError
-from utils.train_config import SegmentationTrainParams, flag_fields, resolve_config, resume_changes
+from utils.train_config import (
+    SegmentationTrainParams,
+    build_parser,
+    flag_fields,
+    resolve_config,
+    resume_changes,
+)
 
 
 def test_defaults_are_those_of_the_original_work():
@@ -175,7 +181,10 @@ def test_args_json_of_the_original_is_accepted(tmp_path, capsys):
 def test_gen_devices_flag_splits_the_batch_as_the_original(capsys):
     config = resolve_config(["--out", "x", "--gen_devices", "0", "1", "2", "--batch_size", "64"])
     assert config.params.batch_size == 63
-    assert "3 × 21 = 63" in capsys.readouterr().err
+    assert capsys.readouterr().err == (
+        "note: gen_devices [0, 1, 2]: the original generated 3 × 21 = 63 samples per step on 3 GPUs; "
+        "here one process generates them (--batch_size 63)\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -298,3 +307,84 @@ def test_zero_size_in_an_args_file_means_native_size_as_in_the_original(tmp_path
     config = resolve_config(["--out", "x", "--args", path])
     assert config.run.val_resize_to is None and config.run.device == "cuda:1"
     assert resolve_config(["--out", "x", "--val_resize_to", "0"]).run.val_resize_to is None
+
+
+def test_entries_after_a_null_one_are_read(tmp_path):
+    path = write_args(tmp_path, {"val_resize_to": None, "seed": 5})
+    config = resolve_config(["--out", "x", "--args", path])
+    assert config.run.val_resize_to is None and config.run.seed == 5
+
+
+@pytest.mark.parametrize("value, demo", [(True, True), (False, False), ("yes", False), (1, False)])
+def test_demo_entry_of_an_args_file_is_on_only_when_true(tmp_path, value, demo):
+    """A run's own args.json records `demo`; only `true` turns the demo preset's world on again."""
+    path = write_args(tmp_path, {"demo": value, "seed": 5})
+    config = resolve_config(["--out", "x", "--args", path])
+    assert config.run.demo is demo and config.run.seed == 5
+
+
+def test_object_and_boolean_entries_of_an_args_file_are_taken(tmp_path):
+    path = write_args(tmp_path, {"gan_config": {"G_ch": 4}, "skip_bad_files": True, "maxes_filter": False})
+    config = resolve_config(["--out", "x", "--args", path])
+    assert config.run.gan_config == {"G_ch": 4} and config.run.skip_bad_files is True
+    assert config.params.maxes_filter is False
+
+
+def test_gan_config_may_be_a_json_file(tmp_path):
+    (tmp_path / "config.json").write_text('{"G_ch": 4}')
+    assert resolve_config(["--out", "x", "--gan_config", str(tmp_path / "config.json")]).run.gan_config == {
+        "G_ch": 4
+    }
+
+
+def test_gan_config_that_is_not_an_object_is_named(capsys):
+    with pytest.raises(SystemExit):
+        resolve_config(["--out", "x", "--gan_config", "[1, 2]"])
+    assert "argument --gan_config: expected a JSON object, got '[1, 2]'" in capsys.readouterr().err
+
+
+def test_debug_flag_changes_no_setting():
+    assert resolve_config(["--out", "x", "--debug"]) == resolve_config(["--out", "x"])
+
+
+def test_config_records_the_mask_synthesis_by_its_lower_case_name():
+    assert resolve_config(["--out", "x"]).to_json()["synthezing"] == "lighting"
+    assert resolve_config(["--out", "x", "--synthezing", "mean_thr"]).to_json()["synthezing"] == "mean_thr"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "--out is required: the folder for checkpoints, weights and scores"),
+        (
+            ["--out", "x", "--val_images_dirs", "a", "b", "--val_masks_dirs", "c"],
+            "--val_images_dirs and --val_masks_dirs need the same number of folders",
+        ),
+    ],
+)
+def test_missing_and_unmatched_flags_are_explained(argv, message):
+    with pytest.raises(InputError) as error:
+        resolve_config(argv)
+    assert str(error.value) == message
+
+
+HELP_TEXTS = [
+    "usage: train_segmentation.py --out DIR [--demo | --gan_weights FILE --bg_direction FILE ...] [options]",
+    "Train a U-Net for object segmentation on GAN-synthesised image/mask pairs, then evaluate it on "
+    "image/mask folders. See README.md.",
+    "--args JSON a run's args.json (this project's or the original's)",
+    "--demo the embedded demo world: runs anywhere, 3-6 min on 2 CPU cores",
+    "--faithful the original's training: 94 samples per step, 12,001 updates, train-mode test loss",
+    "--gen_devices GPU [GPU ...] the original's generator GPUs: k of them make the batch "
+    "k × (batch_size // k) samples",
+    "inputs, outputs and hardware:",
+    "training (the method's parameters):",
+]
+
+
+def test_help_shows_usage_description_groups_and_the_top_level_flags():
+    shown = " ".join(build_parser().format_help().split())
+    for text in HELP_TEXTS:
+        assert text in shown
+    inputs, training = shown.index("inputs, outputs and hardware:"), shown.index("training (")
+    assert inputs < shown.index("--out DIR ", inputs) < training < shown.index("--rate ", training)
