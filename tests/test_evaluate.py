@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import evaluate
-from evaluation import evaluate_model, validation_sets
+from evaluation import Scores, evaluate_model, validation_sets
 from metrics import F_max, IoU, accuracy, model_metrics
 from postprocessing import SegmentationInference, Threshold
 from sod_metrics import probability_to_uint8
@@ -137,3 +137,51 @@ def test_every_bad_input_is_named_at_once(folders, tmp_path):
     assert len(lines) == 2 and "absent.pth" in lines[0] and "nowhere" in lines[1]
     with pytest.raises(InputError, match="one --masks"):
         evaluate.main(["--weights", "w.pth", "--images", "a", "--images", "b", "--masks", "c"])
+
+
+def test_validation_pairs_come_one_by_one_at_their_own_size_in_file_order(folders):
+    (val_set,) = validation_sets([str(folders["ECSSD"][0])], [str(folders["ECSSD"][1])])
+    shapes = [(tuple(image.shape), tuple(mask.shape)) for image, mask in val_set.batches()]
+    sizes = [(40, 50), (33, 47), (64, 64), (20, 31)]
+    assert shapes == [((1, 3, h, w), (1, h, w)) for h, w in sizes]
+
+
+def test_folders_of_the_same_dataset_name_get_distinct_names(folders):
+    images, masks = (str(path) for path in folders["ECSSD"])
+    sets = validation_sets([images] * 3, [masks] * 3)
+    assert [s.name for s in sets] == ["ECSSD", "ECSSD_", "ECSSD__"]
+    assert [s.name for s in validation_sets([images, images], [masks, masks], names=["a", "a"])] == [
+        "a",
+        "a_",
+    ]
+    with pytest.raises(ValueError):
+        validation_sets([images, images], [masks])
+
+
+def test_a_damaged_file_stops_validation_unless_skipped(folders, tmp_path):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    for source, target in zip(folders["DUTS"], (images, masks), strict=True):
+        target.mkdir()
+        for path in source.iterdir():
+            (target / path.name).write_bytes(path.read_bytes())
+    (images / "0.png").write_bytes((images / "0.png").read_bytes()[:100])
+    with pytest.raises(InputError, match="0.png"):
+        validation_sets([str(images)], [str(masks)])
+    with pytest.warns(UserWarning, match="left out 1 of 2"):
+        (val_set,) = validation_sets([str(images)], [str(masks)], skip_bad_files=True)
+    assert len(val_set.dataset) == 1
+
+
+def test_scores_entry_of_score_json():
+    assert Scores(0.5, 0.25, 0.75).to_json() == {"id": {"F_max": 0.5}, "thr": {"IoU": 0.25, "accuracy": 0.75}}
+    assert Scores(0.5, 0.25, 0.75, sod={"MAE": 0.1}).to_json() == {
+        "id": {"F_max": 0.5},
+        "thr": {"IoU": 0.25, "accuracy": 0.75},
+        "sod": {"MAE": 0.1},
+    }
+
+
+def test_nothing_to_evaluate_is_an_error():
+    with pytest.raises(ValueError) as error:
+        evaluate_model(UNet(base_width=4), [], resize_to=None)
+    assert str(error.value) == "there were no images to evaluate"

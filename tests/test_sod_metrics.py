@@ -3,6 +3,7 @@ import py_sod_metrics  # requirements-dev.txt: the comparison must run, not skip
 import pytest
 import torch
 
+import sod_metrics
 from sod_metrics import SODMetrics, probability_to_uint8
 
 SIZES = [(8, 9), (32, 32), (45, 30), (17, 64)]
@@ -78,6 +79,9 @@ def special_pairs() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     pairs |= {f"constant {v}, empty mask": (np.full((h, w), v, np.uint8), empty) for v in (0, 200)}
     pairs |= {f"constant {v}, full mask": (np.full((h, w), v, np.uint8), full) for v in (30, 255)}
     pairs |= {"empty mask": (noise, empty), "full mask": (noise, full), "one-pixel object": (noise, corner)}
+    two = corner.copy()
+    two[0, 1] = True
+    pairs |= {"two-pixel object": (noise, two), "two-pixel background": (noise, ~two)}
     pairs |= {"exact binary map": (mask * np.uint8(255), mask), "inverted": (~mask * np.uint8(255), mask)}
     return pairs
 
@@ -119,18 +123,34 @@ def test_probability_to_uint8_truncates_and_keeps_8_bit_levels():
     assert np.array_equal(probability_to_uint8(np.float32(levels) / np.float32(255)), levels)
     assert np.array_equal(probability_to_uint8(torch.arange(256) / 255.0), levels)
     for bad in (np.array([0.5, 1.5]), np.array([np.nan])):
-        with pytest.raises(ValueError, match="outside"):
+        with pytest.raises(ValueError) as error:
             probability_to_uint8(bad)
+        assert str(error.value) == "the probability map has values outside [0, 1] (or NaN)"
 
 
 def test_update_refuses_other_types_and_shapes_and_results_needs_images():
     metrics = SODMetrics()
     prediction, mask = np.zeros((4, 5), np.uint8), np.zeros((4, 5), bool)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError) as error:
         metrics.update(prediction, mask.astype(np.uint8))
-    with pytest.raises(TypeError):
+    assert str(error.value) == "need a uint8 prediction and a bool mask, not uint8, uint8"
+    with pytest.raises(TypeError) as error:
         metrics.update(prediction / 255, mask)
-    with pytest.raises(ValueError):
+    assert str(error.value) == "need a uint8 prediction and a bool mask, not float64, bool"
+    with pytest.raises(ValueError) as error:
         metrics.update(prediction, mask.T)
-    with pytest.raises(ValueError, match="no images"):
+    assert str(error.value) == "prediction (4, 5) and mask (5, 4) must be the same [H, W]"
+    with pytest.raises(ValueError) as error:
+        metrics.update(prediction[..., None], mask[..., None])
+    assert str(error.value) == "prediction (4, 5, 1) and mask (4, 5, 1) must be the same [H, W]"
+    with pytest.raises(ValueError) as error:
         metrics.results()
+    assert str(error.value) == "no images were added"
+
+
+def test_counts_are_per_level_at_or_above_it():
+    """Level t counts pixels with floor(255 p) >= t; the results' max and mean alone cannot show the order."""
+    p = np.array([[0.0, 1 / 255, 1.0]])
+    n_pred, tp = sod_metrics._counts_at_levels(p, np.array([[False, True, True]]))
+    assert n_pred.tolist() == [3, 2] + [1] * 254
+    assert tp.tolist() == [2, 2] + [1] * 254
