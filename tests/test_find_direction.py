@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+import direction_search
 import find_direction
 from BigGAN.gan_load import UnconditionalBigGAN, make_biggan_config
 from BigGAN.model.BigGAN import Generator
@@ -18,13 +19,17 @@ from direction_search import (
     DirectionSearchConfig,
     DirectionSearchError,
     TwoMapFitConfig,
+    adam_step,
     centre_weight,
+    check_direction,
+    check_loss,
     draw_radii,
     frozen,
     gray,
     objective_parts,
     outside_circle_weight,
     rate_direction,
+    shift_masks,
     sobel_magnitude,
     two_map_fit_error,
 )
@@ -85,6 +90,29 @@ def test_two_map_fit_error_is_small_only_for_a_two_map_shift():
     per_image = two_map_fit_error(ToyGenerator(two_maps=False), torch.zeros(6), config)
     assert two_maps < 0.05
     assert per_image > 3 * two_maps
+
+
+def test_affine_maps_start_near_the_identity_as_scaled_linear_layers():
+    """Weights I + 0.01 U(-b, b), biases U(-b, b), b = 1/sqrt(3), drawn from the given generator."""
+    bound = 3**-0.5
+    maps = BestOfAffineMaps(4000, torch.Generator().manual_seed(0))
+    noise = (maps.weight.detach() - torch.eye(3)) / 0.01
+    for values in (noise, maps.bias.detach()):
+        assert values.abs().max() <= bound + 1e-4 and values.abs().max() > 0.99 * bound
+        assert abs(values.mean().item()) < 0.01
+    again = BestOfAffineMaps(2, torch.Generator().manual_seed(0))
+    assert torch.equal(again.weight, BestOfAffineMaps(2, torch.Generator().manual_seed(0)).weight)
+    assert not torch.equal(again.weight[0], again.weight[1]) and not torch.equal(again.bias[0], again.bias[1])
+
+
+def test_two_map_fit_error_is_reproducible_from_its_seed():
+    toy = ToyGenerator(two_maps=False)
+    error = two_map_fit_error(toy, torch.zeros(6), TwoMapFitConfig(train_steps=20))
+    assert error == pytest.approx(0.6260052502155304, rel=1e-5)
+    assert error == two_map_fit_error(toy, torch.zeros(6), TwoMapFitConfig(train_steps=20))
+    assert two_map_fit_error(toy, torch.zeros(6), TwoMapFitConfig(train_steps=20, seed=2)) == pytest.approx(
+        0.5812803745269776, rel=1e-5
+    )
 
 
 def test_best_of_affine_maps_picks_the_closer_map_per_pixel():
@@ -333,10 +361,44 @@ def test_rating_with_embeddings_draws_rows_and_tests_on_the_original_slice():
 
 
 def test_rating_with_too_few_embeddings_names_the_rows_it_needs():
-    with pytest.raises(InputError, match=r"rows 8\.\.11, .* the 11 rows given"):
+    with pytest.raises(InputError) as error:
         two_map_fit_error(
             ToyGenerator(two_maps=True), torch.zeros(6), TwoMapFitConfig(6, 2, 2), torch.zeros(11, 6)
         )
+    assert str(error.value) == (
+        "the rating with --z tests on embeddings rows 8..11, as the original does for --rating_steps 6, "
+        "but they must lie within the 11 rows given: use --rating_steps from 2 to 5, or more embeddings"
+    )
+
+
+def test_rating_shares_are_those_of_64_latents_shifted_by_5_with_seed_1():
+    """The masks' border (outermost rows and columns), centre (middle half of each side) and all pixels."""
+    G = demo_generator()
+    direction = torch.nn.functional.normalize(
+        torch.randn(G.dim_z, generator=torch.Generator().manual_seed(3)), dim=0
+    )
+    fit = TwoMapFitConfig(train_steps=3, test_batches=1)
+    rating = rate_direction(G, direction, fit=fit)
+    z = torch.randn(64, G.dim_z, generator=torch.Generator().manual_seed(1))
+    masks = shift_masks(G, z, direction, 5.0)[2].float()
+    height, width = masks.shape[-2:]
+    border = torch.cat([masks[:, 0], masks[:, -1], masks[:, 1:-1, 0], masks[:, 1:-1, -1]], dim=1)
+    centre = masks[:, height // 4 : 3 * height // 4, width // 4 : 3 * width // 4]
+    assert rating["mask_coverage"] == pytest.approx(masks.mean().item(), abs=1e-7)
+    assert rating["mask_border_share"] == pytest.approx(border.mean().item(), abs=1e-7)
+    assert rating["mask_centre_share"] == pytest.approx(centre.mean().item(), abs=1e-7)
+    assert 0 < rating["mask_border_share"] < rating["mask_coverage"] < rating["mask_centre_share"] < 1
+    assert rating["two_map_fit_error"] == two_map_fit_error(G, direction, fit)
+
+
+def test_rating_fits_two_maps_at_its_own_radius_by_default(monkeypatch):
+    configs = []
+    monkeypatch.setattr(
+        direction_search, "two_map_fit_error", lambda G, d, config, zs: configs.append(config) or 0.5
+    )
+    G = demo_generator()
+    assert rate_direction(G, torch.ones(G.dim_z), samples=2, radius=3.0)["two_map_fit_error"] == 0.5
+    assert configs == [TwoMapFitConfig(radius=3.0)]
 
 
 def test_cli_rates_on_embeddings(tmp_path, capsys, demo_flags):
@@ -354,3 +416,37 @@ def test_cli_checks_the_embeddings_before_searching(tmp_path, capsys, demo_flags
     assert run_cli(find_direction.main, demo_flags + ["--out", str(out), "--z", str(embeddings)]) == 1
     [line] = error_lines(capsys)
     assert "rows 780..799," in line and "the 10 rows given" in line and not out.exists()
+
+
+def test_gray_maps_the_generator_range_to_zero_one():
+    weights = 0.2989 + 0.5870 + 0.1140  # rgb2gray's, 0.9999
+    assert gray(torch.full((1, 3, 2, 2), -1.0)).flatten().tolist() == pytest.approx(
+        [(1 - weights) / 2] * 4, abs=1e-7
+    )
+    assert gray(torch.ones(1, 3, 1, 1)).item() == pytest.approx((weights + 1) / 2, abs=1e-7)
+
+
+def test_search_failures_say_what_went_wrong_and_where():
+    config = DirectionSearchConfig(steps=7, lr=0.5)
+    advice = f"--lr 0.5 is probably too high (default {DirectionSearchConfig.lr})"
+    nan = torch.tensor(float("nan"), requires_grad=True)
+    with pytest.raises(DirectionSearchError) as error:
+        check_loss(1, nan, config)
+    assert str(error.value) == (
+        "direction search: the loss is nan at step 1, before any update: the generator's images are not "
+        "finite (check --gan_weights)"
+    )
+    with pytest.raises(DirectionSearchError) as error:
+        check_direction(3, torch.full((4,), float("inf")), config)
+    assert str(error.value) == (
+        "direction search: the direction overflowed (norm inf after renormalising, not 1) at step 3 of 7: "
+        + advice
+    )
+
+    class Failing(torch.optim.SGD):
+        def step(self, closure=None):
+            raise RuntimeError("overflow")
+
+    with pytest.raises(DirectionSearchError) as error:
+        adam_step(4, Failing([torch.zeros(1, requires_grad=True)], lr=0.1), config)
+    assert str(error.value) == f"direction search: the Adam update failed (overflow) at step 4 of 7: {advice}"

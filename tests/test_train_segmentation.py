@@ -6,9 +6,13 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import demo.preset
 import train_segmentation
 from tests.training_run import GAN_CONFIG, command, make_inputs
 from UNet.unet_load import load_unet
+from utils import distributed
+from utils.train_config import resolve_config
+from visualization import save_samples_grid
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +102,37 @@ def test_learning_rate_decays_by_its_factor_every_interval(inputs, tmp_path):
     assert logged == {10: pytest.approx(0.005), 20: pytest.approx(0.0025)}
     checkpoint = torch.load(out / "checkpoint.pth", weights_only=False)
     assert checkpoint["opt"]["param_groups"][0]["lr"] == pytest.approx(0.0025)
+
+
+def test_the_launch_records_its_processes_and_resolves_device_and_precision():
+    config = resolve_config(["--out", "x", "--device", "cpu"])
+    launched, device = train_segmentation.launch_config(config, distributed.Ranks(rank=0, world_size=3))
+    assert device == torch.device("cpu")
+    assert launched.run.world_size == 3 and launched.run.precision == "fp32"
+    assert launched.params == config.params
+
+
+def test_run_files_record_the_config_the_command_and_the_first_test_batch(tmp_path):
+    config = resolve_config(["--out", "x", "--n_steps", "3"])
+    g = torch.Generator().manual_seed(0)
+    test_set = [
+        (torch.rand(2, 3, 8, 8, generator=g) * 2 - 1, torch.rand(2, 8, 8, generator=g) > 0.5)
+        for _ in range(2)
+    ]
+    out = tmp_path / "new" / "run"
+    train_segmentation.write_run_files(out, config, ["--out", "my run", "--n_steps", "3"], test_set)
+    assert json.loads((out / "args.json").read_text()) == config.to_json()
+    assert (out / "command.sh").read_text() == "python train_segmentation.py --out 'my run' --n_steps 3\n"
+    save_samples_grid(tmp_path / "first.png", *test_set[0])
+    assert (out / "gen_sample.png").read_bytes() == (tmp_path / "first.png").read_bytes()
+
+
+def test_the_demo_hooks_hand_their_arguments_to_the_demo(monkeypatch):
+    seen = []
+    monkeypatch.setattr(
+        demo.preset, "demo_score_extras", lambda scores, val_set: seen.append((scores, val_set)) or {}
+    )
+    monkeypatch.setattr(demo.preset, "print_demo_table", lambda score: seen.append(score))
+    train_segmentation._demo_extras("scores", "val_set")
+    train_segmentation._print_demo_table({"baselines": 1})
+    assert seen == [("scores", "val_set"), {"baselines": 1}]
