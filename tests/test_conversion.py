@@ -97,10 +97,13 @@ def test_mapping_covers_exactly_the_variable_list_with_its_shapes():
     )
 
 
-def test_conversion_reproduces_the_original_fingerprints(tmp_path):
+def test_conversion_reproduces_the_original_fingerprints(tmp_path, capsys):
     reference = json.loads((FIXTURES / "conversion_fingerprints_seed0.json").read_text())
     write_variables(tmp_path / "vars.h5", fill_tf_variables(variable_list(), reference["seed"]).items())
     main(["--h5", str(tmp_path / "vars.h5"), "--out", str(tmp_path / "G.pth")])
+    assert capsys.readouterr().out == (
+        f"wrote {len(reference['keys'])} tensors (moving averages of the weights) to {tmp_path / 'G.pth'}\n"
+    )
     state = torch.load(tmp_path / "G.pth", weights_only=True)
     assert sorted(state) == sorted(reference["keys"])
     for key, (shape, total, weighted) in reference["keys"].items():
@@ -197,3 +200,22 @@ def test_notebook_converts_shows_and_compares(tmp_path, small_generator, small_c
     text = printed_text(outputs)
     assert "largest pixel difference" in text and ": 0 (range" in text
     assert image_count(outputs) == 2
+
+
+def test_the_command_line_needs_both_files_and_says_what_they_are(capsys):
+    with pytest.raises(SystemExit):
+        main(["--h5", "vars.h5"])
+    assert "the following arguments are required: --out" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--out", "G.pth"])
+    assert "the following arguments are required: --h5" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert (
+        "Step 2 of the conversion (PyTorch and h5py only): TF-Hub BigBiGAN generator variables -> state dict."
+        in shown
+    )
+    assert "--h5 H5 variables file written by tf_tools.tfhub_to_h5" in shown
+    assert "--out OUT state dict to write (BigGAN/weights/BigBiGAN_x1.pth)" in shown
+    assert "python -m tf_tools.bigbigan2biggan" not in shown  # the first paragraph only
