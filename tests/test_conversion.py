@@ -3,6 +3,7 @@ trip, errors that name variables, and the notebook. Step 1 (TensorFlow) is in te
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +98,16 @@ def test_mapping_covers_exactly_the_variable_list_with_its_shapes():
     )
 
 
-def test_conversion_reproduces_the_original_fingerprints(tmp_path, capsys):
+@pytest.fixture
+def scratch(tmp_path):
+    """tmp_path, emptied after the test: full-size variables and weights take hundreds of MB, and pytest
+    keeps the folders of failed tests (in mutation testing, of every killed mutant)."""
+    yield tmp_path
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_conversion_reproduces_the_original_fingerprints(scratch, capsys):
+    tmp_path = scratch
     reference = json.loads((FIXTURES / "conversion_fingerprints_seed0.json").read_text())
     write_variables(tmp_path / "vars.h5", fill_tf_variables(variable_list(), reference["seed"]).items())
     main(["--h5", str(tmp_path / "vars.h5"), "--out", str(tmp_path / "G.pth")])

@@ -18,6 +18,7 @@ equivalent mutants of tools/equivalent_mutants.txt (no observable difference) ar
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -38,7 +39,7 @@ NOT_LINKED = {"pyproject.toml", "mutants", ".git", ".pytest_cache", ".ruff_cache
 # does not survive a fork: the child's first parallel region would wait forever for the parent's
 # threads, and a hung mutant counts as a timeout, i.e. as killed. Single-threaded torch has no pool,
 # and with one mutant per core nothing is lost.
-ONE_THREAD = os.environ | {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def pyproject() -> dict:
@@ -129,9 +130,15 @@ def run(modules: list[str], jobs: int, recheck: bool) -> None:
             forget_survivors(here)
         start = time.monotonic()
         print(f"{module}: mutmut run, own tests {' '.join(tests[module])}", flush=True)
+        # The test processes of killed mutants end without removing pytest's lock files, so pytest keeps
+        # their temporary folders: they go to a folder of the run's own, deleted when it ends.
+        temporary = here / "tmp"
+        temporary.mkdir(exist_ok=True)
+        env = os.environ | ONE_THREAD | {"PYTEST_DEBUG_TEMPROOT": str(temporary)}
         with open(here / "run.log", "w") as log:
             command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs)]
-            done = subprocess.run(command, cwd=here, stdout=log, stderr=subprocess.STDOUT, env=ONE_THREAD)
+            done = subprocess.run(command, cwd=here, stdout=log, stderr=subprocess.STDOUT, env=env)
+        shutil.rmtree(temporary, ignore_errors=True)
         if done.returncode != 0:
             sys.exit(f"{module}: mutmut failed (exit {done.returncode}); its output is in {here / 'run.log'}")
         print(f"{module}: done in {(time.monotonic() - start) / 60:.1f} min", flush=True)
