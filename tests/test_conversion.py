@@ -229,3 +229,47 @@ def test_the_command_line_needs_both_files_and_says_what_they_are(capsys):
     assert "--h5 H5 variables file written by tf_tools.tfhub_to_h5" in shown
     assert "--out OUT state dict to write (BigGAN/weights/BigBiGAN_x1.pth)" in shown
     assert "python -m tf_tools.bigbigan2biggan" not in shown  # the first paragraph only
+
+
+def test_every_mismatch_is_listed_in_one_message_naming_the_source(tmp_path, small_config, small_variables):
+    scope = GENERATOR_SCOPE
+    for name in ("GBlock/conv0/u1", "GBlock/conv0/u2"):
+        small_variables[scope + name] = np.zeros((1, 64), np.float32)
+    del small_variables[scope + "GBlock_2/conv1/w/ema_0.9999"]
+    small_variables[scope + "conv_2d/b/ema_0.9999"] = np.zeros(4, np.float32)
+    with pytest.raises(ConversionError) as error:
+        convert(small_variables, small_config)
+    assert str(error.value) == (
+        "the variables of the input do not match the BigBiGAN generator: "
+        f"unknown (2): {scope}GBlock/conv0/u1, {scope}GBlock/conv0/u2; "
+        f"missing (1): {scope}GBlock_2/conv1/w/ema_0.9999; "
+        f"wrong shape (1): {scope}conv_2d/b/ema_0.9999: file [4] vs expected [3]"
+    )
+    write_variables(tmp_path / "vars.h5", small_variables.items())
+    with pytest.raises(ConversionError, match=f"^the variables of {tmp_path / 'vars.h5'} do not match"):
+        convert_file(tmp_path / "vars.h5", tmp_path / "G.pth", small_config)
+
+
+def test_an_input_without_the_generator_scope_shows_its_first_names():
+    names = ["d/x", "c/x", "b/x", "a/x"]
+    with pytest.raises(ConversionError) as error:
+        convert(dict.fromkeys(names, np.zeros(1, np.float32)))
+    assert str(error.value) == (
+        f"the input has no variables under {GENERATOR_SCOPE}, so it is not a dump of the TF-Hub BigBiGAN "
+        "module (4 variables, e.g. a/x, b/x, c/x)"
+    )
+    with pytest.raises(ConversionError, match=r"\(0 variables, e.g. none\)$"):
+        convert({})
+
+
+def test_only_whole_scope_names_count_and_values_become_float32(tmp_path, small_config, small_variables):
+    plain = convert(small_variables, small_config)
+    lookalike = "Not" + GENERATOR_SCOPE + "conv_2d/u0"
+    doubled = {name: np.asarray(value, np.float64) for name, value in small_variables.items()}
+    converted = convert({**doubled, lookalike: small_variables[GENERATOR_SCOPE + "conv_2d/u0"]}, small_config)
+    assert all(
+        converted[key].dtype == torch.float32 and torch.equal(converted[key], plain[key]) for key in plain
+    )
+    write_variables(tmp_path / "vars.h5", small_variables.items())
+    assert convert_file(tmp_path / "vars.h5", tmp_path / "new" / "dir" / "G.pth", small_config) == len(plain)
+    assert (tmp_path / "new" / "dir" / "G.pth").is_file()
