@@ -108,3 +108,19 @@ def test_a_damaged_direction_file_is_named_as_such(tmp_path):
         load_direction(path, 4)
     assert str(error.value).startswith(f"direction file {path} cannot be read: ")
     assert str(error.value).endswith(f"; {DIRECTION_HINT}")
+
+
+def test_rows_with_nan_or_infinite_values_are_counted_and_the_first_five_named(tmp_path):
+    zs = torch.zeros(8, 6)
+    zs[1, 0], zs[3, 5] = float("nan"), float("inf")
+    torch.save(zs, tmp_path / "z.pt")
+    with pytest.raises(InputError) as error:
+        load_embeddings(tmp_path / "z.pt", 6)
+    assert str(error.value) == (
+        f"--z {tmp_path / 'z.pt'}: 2 of 8 rows have NaN or infinite values (rows 1, 3); "
+        "remove or recompute them"
+    )
+    zs[:7, 2] = float("-inf")
+    torch.save(zs, tmp_path / "z.pt")
+    with pytest.raises(InputError, match=r": 7 of 8 rows .* \(rows 0, 1, 2, 3, 4, \.\.\.\); remove"):
+        load_embeddings(tmp_path / "z.pt", 6)

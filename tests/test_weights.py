@@ -120,3 +120,17 @@ def test_a_missing_file_is_a_weights_file_with_the_hint_by_default(tmp_path):
     with pytest.raises(WeightsError) as error:
         load_torch_file(tmp_path / "absent.pth", HINT)
     assert str(error.value) == f"weights file {tmp_path / 'absent.pth'} does not exist: {HINT}"
+
+
+def test_a_refused_pickle_without_torchs_reason_shows_empty_parentheses(tmp_path, monkeypatch):
+    path = tmp_path / "objects.pt"
+    path.write_bytes(b"PK\x03\x04 anything")
+
+    def refuse(*args, **kwargs):
+        raise pickle.UnpicklingError()
+
+    monkeypatch.setattr(torch, "load", refuse)
+    assert reason(path) == (
+        "it holds pickled objects other than tensors, which weights-only loading refuses so that "
+        "no code from the file runs ()"
+    )

@@ -124,6 +124,7 @@ def run(modules: list[str], jobs: int, recheck: bool) -> None:
     unknown = [module for module in modules if module not in tests]
     if unknown:
         sys.exit(f"not among the mutated modules of pyproject.toml: {unknown}; choose from {sorted(tests)}")
+    failed = []
     for module in modules or list(tests):
         here = prepare(module, tests[module])
         if recheck:
@@ -140,8 +141,12 @@ def run(modules: list[str], jobs: int, recheck: bool) -> None:
             done = subprocess.run(command, cwd=here, stdout=log, stderr=subprocess.STDOUT, env=env)
         shutil.rmtree(temporary, ignore_errors=True)
         if done.returncode != 0:
-            sys.exit(f"{module}: mutmut failed (exit {done.returncode}); its output is in {here / 'run.log'}")
+            failed.append(module)
+            print(f"{module}: mutmut failed (exit {done.returncode}); its output is in {here / 'run.log'}")
+            continue
         print(f"{module}: done in {(time.monotonic() - start) / 60:.1f} min", flush=True)
+    if failed:
+        sys.exit(f"mutmut failed for {', '.join(failed)}: the other modules' results are kept")
 
 
 def equivalent_mutants() -> dict[str, str]:
@@ -168,8 +173,11 @@ def report(list_survivors: bool) -> None:
     equivalent = equivalent_mutants()
     print("| module | mutants | killed | survived | no tests | not run | equivalent | score |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    survivors = []
+    survivors, misjudged = [], []
     for module in own_tests():
+        misjudged += [
+            name for name, code in results(module).items() if name in equivalent and status(code) == "killed"
+        ]
         verdicts = {name: status(code) for name, code in results(module).items() if name not in equivalent}
         counts = Counter(verdicts.values())
         n_equivalent = sum(name in equivalent for name in results(module))
@@ -180,6 +188,9 @@ def report(list_survivors: bool) -> None:
             f"| {counts['no tests']} | {not_run} | {n_equivalent} | {score} |"
         )
         survivors += [name for name, verdict in verdicts.items() if verdict != "killed"]
+    if misjudged:
+        print("\nListed as equivalent, yet a test killed them (correct tools/equivalent_mutants.txt):")
+        print("\n".join(misjudged))
     if list_survivors and survivors:
         print("\nNot killed (python tools/mutation.py show NAME):\n" + "\n".join(survivors))
 
