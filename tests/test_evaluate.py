@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 import evaluate
-from evaluation import Scores, evaluate_model, validation_sets
+from evaluation import Scores, ValidationSet, evaluate_model, validation_sets
 from metrics import F_max, IoU, accuracy, model_metrics
 from postprocessing import SegmentationInference, Threshold
 from sod_metrics import probability_to_uint8
@@ -167,6 +167,8 @@ def test_a_damaged_file_stops_validation_unless_skipped(folders, tmp_path):
     (images / "0.png").write_bytes((images / "0.png").read_bytes()[:100])
     with pytest.raises(InputError, match="0.png"):
         validation_sets([str(images)], [str(masks)])
+    with pytest.raises(InputError, match="0.png"):
+        ValidationSet("DUTS", str(images), str(masks))
     with pytest.warns(UserWarning, match="left out 1 of 2"):
         (val_set,) = validation_sets([str(images)], [str(masks)], skip_bad_files=True)
     assert len(val_set.dataset) == 1
