@@ -100,6 +100,7 @@ def test_affine_maps_start_near_the_identity_as_scaled_linear_layers():
     for values in (noise, maps.bias.detach()):
         assert values.abs().max() <= bound + 1e-4 and values.abs().max() > 0.99 * bound
         assert abs(values.mean().item()) < 0.01
+    assert BestOfAffineMaps().weight.shape == (2, 3, 3) and BestOfAffineMaps().bias.shape == (2, 3)
     again = BestOfAffineMaps(2, torch.Generator().manual_seed(0))
     assert torch.equal(again.weight, BestOfAffineMaps(2, torch.Generator().manual_seed(0)).weight)
     assert not torch.equal(again.weight[0], again.weight[1]) and not torch.equal(again.bias[0], again.bias[1])
@@ -371,16 +372,16 @@ def test_rating_with_too_few_embeddings_names_the_rows_it_needs():
     )
 
 
-def test_rating_shares_are_those_of_64_latents_shifted_by_5_with_seed_1():
+def test_rating_shares_are_those_of_64_latents_with_seed_1_shifted_by_the_radius():
     """The masks' border (outermost rows and columns), centre (middle half of each side) and all pixels."""
     G = demo_generator()
     direction = torch.nn.functional.normalize(
         torch.randn(G.dim_z, generator=torch.Generator().manual_seed(3)), dim=0
     )
     fit = TwoMapFitConfig(train_steps=3, test_batches=1)
-    rating = rate_direction(G, direction, fit=fit)
+    rating = rate_direction(G, direction, radius=3.0, fit=fit)
     z = torch.randn(64, G.dim_z, generator=torch.Generator().manual_seed(1))
-    masks = shift_masks(G, z, direction, 5.0)[2].float()
+    masks = shift_masks(G, z, direction, 3.0)[2].float()
     height, width = masks.shape[-2:]
     border = torch.cat([masks[:, 0], masks[:, -1], masks[:, 1:-1, 0], masks[:, 1:-1, -1]], dim=1)
     centre = masks[:, height // 4 : 3 * height // 4, width // 4 : 3 * width // 4]
@@ -398,7 +399,8 @@ def test_rating_fits_two_maps_at_its_own_radius_by_default(monkeypatch):
     )
     G = demo_generator()
     assert rate_direction(G, torch.ones(G.dim_z), samples=2, radius=3.0)["two_map_fit_error"] == 0.5
-    assert configs == [TwoMapFitConfig(radius=3.0)]
+    rate_direction(G, torch.ones(G.dim_z), samples=2)
+    assert configs == [TwoMapFitConfig(radius=3.0), TwoMapFitConfig(radius=5.0)]
 
 
 def test_cli_rates_on_embeddings(tmp_path, capsys, demo_flags):
