@@ -23,12 +23,14 @@ from direction_search import (
     centre_weight,
     check_direction,
     check_loss,
+    draw_latents,
     draw_radii,
     frozen,
     gray,
     objective_parts,
     outside_circle_weight,
     rate_direction,
+    shift_dim,
     shift_masks,
     sobel_magnitude,
     two_map_fit_error,
@@ -452,3 +454,23 @@ def test_search_failures_say_what_went_wrong_and_where():
     with pytest.raises(DirectionSearchError) as error:
         adam_step(4, Failing([torch.zeros(1, requires_grad=True)], lr=0.1), config)
     assert str(error.value) == f"direction search: the Adam update failed (overflow) at step 4 of 7: {advice}"
+
+
+def test_the_shift_has_the_generators_shift_size_else_its_latent_size():
+    class Shifted(nn.Module):
+        dim_z, dim_shift = 6, 4
+
+    class Plain(nn.Module):
+        dim_z = 6
+
+    assert shift_dim(Shifted()) == 4 and shift_dim(Plain()) == 6
+    with pytest.raises(TypeError) as error:
+        shift_dim(nn.Linear(2, 2))
+    assert str(error.value) == "Linear has neither dim_shift nor dim_z: cannot search a direction"
+
+
+def test_latents_from_embeddings_are_seeded_draws_of_any_row():
+    zs = torch.arange(3.0)[:, None].expand(3, 2)
+    drawn = draw_latents(300, 2, torch.Generator().manual_seed(0), zs)
+    assert torch.equal(drawn, draw_latents(300, 2, torch.Generator().manual_seed(0), zs))
+    assert sorted(set(drawn[:, 0].tolist())) == [0.0, 1.0, 2.0]
