@@ -172,3 +172,11 @@ def test_ambiguous_names_are_reported_with_their_folder(tmp_path, what):
         f"{what} folder {folder} holds two files named 'x1' ({folder / 'again' / 'x1.jpg'} and {first}): "
         "images and masks are paired by file name, so names must be unique"
     )
+
+
+def test_a_smaller_mask_is_resized_bilinearly_before_the_threshold(tmp_path):
+    write_image(tmp_path / "images" / "a.png", rgb(1, 16, 0))
+    write_image(tmp_path / "masks" / "a.png", np.array([[255, 0, 0, 255]], np.uint8))
+    # Bilinear gives 159/255 = 0.62 at columns 3 and 12, bicubic 173/255 = 0.68: a threshold between tells.
+    mask = SegmentationDataset(tmp_path / "images", tmp_path / "masks", crop=False, mask_thr=0.65)[0][1]
+    assert mask[0].tolist() == [1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1]
