@@ -474,3 +474,12 @@ def test_latents_from_embeddings_are_seeded_draws_of_any_row():
     drawn = draw_latents(300, 2, torch.Generator().manual_seed(0), zs)
     assert torch.equal(drawn, draw_latents(300, 2, torch.Generator().manual_seed(0), zs))
     assert sorted(set(drawn[:, 0].tolist())) == [0.0, 1.0, 2.0]
+
+
+def test_search_shows_its_progress_unless_told_not_to(capsys):
+    G = demo_generator()
+    search(G, DirectionSearchConfig(steps=2, batch_size=2))
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and lines[0].startswith("direction search:   0%|") and " 0/2 " in lines[0]
+    search(G, DirectionSearchConfig(steps=2, batch_size=2), progress=False)
+    assert capsys.readouterr().err == ""
