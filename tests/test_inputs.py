@@ -36,23 +36,34 @@ def test_a_pickled_npy_is_refused_without_running_it(tmp_path):
     assert str(error.value).endswith(f"); {EMBEDDINGS_HINT}")
 
 
-def test_a_damaged_pt_file_is_named_as_an_embeddings_file(tmp_path):
-    path = tmp_path / "z.pt"
+@pytest.mark.parametrize(
+    "load, what, hint",
+    [
+        (lambda path: load_embeddings(path, 6), "embeddings file", EMBEDDINGS_HINT),
+        (lambda path: load_direction(path, 4), "direction file", DIRECTION_HINT),
+    ],
+)
+def test_a_damaged_pt_file_is_named_as_what_it_should_be(tmp_path, load, what, hint):
+    path = tmp_path / "file.pt"
     path.write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(WeightsError) as error:
-        load_embeddings(path, 6)
-    assert str(error.value).startswith(f"embeddings file {path} cannot be read: ")
-    assert str(error.value).endswith(f"; {EMBEDDINGS_HINT}")
+        load(path)
+    assert str(error.value).startswith(f"{what} {path} cannot be read: ")
+    assert str(error.value).endswith(f"; {hint}")
+
+
+def load_error(load, path, value, shown_as: str) -> str:
+    """The message `load(path)` raises for `value` saved at `path` (None: no file), the path as `shown_as`."""
+    if value is not None:
+        torch.save(value, path)
+    with pytest.raises(UserError) as error:
+        load(path)
+    return str(error.value).replace(str(path), shown_as)
 
 
 def test_embeddings_that_are_missing_empty_or_of_the_wrong_shape_or_type_are_named(tmp_path):
     def message(value, name="z.pt"):
-        path = tmp_path / name
-        if value is not None:
-            torch.save(value, path)
-        with pytest.raises(UserError) as error:
-            load_embeddings(path, 6)
-        return str(error.value).replace(str(path), "Z")
+        return load_error(lambda path: load_embeddings(path, 6), tmp_path / name, value, "Z")
 
     assert message(None, "absent.pt") == f"--z Z does not exist: {EMBEDDINGS_HINT}"
     assert message(torch.zeros(4, 5)) == "--z Z must hold a float matrix [N, 6], got [4, 5]"
@@ -65,12 +76,7 @@ def test_embeddings_that_are_missing_empty_or_of_the_wrong_shape_or_type_are_nam
 
 
 def direction_error(tmp_path, value, name="direction.pt") -> str:
-    path = tmp_path / name
-    if value is not None:
-        torch.save(value, path)
-    with pytest.raises(UserError) as error:
-        load_direction(path, 4)
-    return str(error.value).replace(str(path), "D")
+    return load_error(lambda path: load_direction(path, 4), tmp_path / name, value, "D")
 
 
 def test_a_direction_is_read_as_a_float_vector_of_the_latent_size(tmp_path):
@@ -99,15 +105,6 @@ def test_a_missing_misshaped_non_finite_or_zero_direction_is_named(tmp_path):
     assert direction_error(tmp_path, torch.zeros(4)) == (
         "--bg_direction D is all zeros, so no shift would change the image"
     )
-
-
-def test_a_damaged_direction_file_is_named_as_such(tmp_path):
-    path = tmp_path / "direction.pt"
-    path.write_bytes(b"PK\x03\x04 truncated")
-    with pytest.raises(WeightsError) as error:
-        load_direction(path, 4)
-    assert str(error.value).startswith(f"direction file {path} cannot be read: ")
-    assert str(error.value).endswith(f"; {DIRECTION_HINT}")
 
 
 def test_rows_with_nan_or_infinite_values_are_counted_and_the_first_five_named(tmp_path):
