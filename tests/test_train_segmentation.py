@@ -1,16 +1,25 @@
 """End to end: train_segmentation.py on a narrow filled generator and a small PNG validation folder."""
 
 import json
+import sys
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboardX import SummaryWriter
+from torchvision.utils import save_image
 
 import demo.preset
 import train_segmentation
+import training
+from evaluation import predictions_grid, validation_sets
 from tests.training_run import GAN_CONFIG, command, make_inputs
 from UNet.unet_load import load_unet
+from UNet.unet_model import UNet
 from utils import distributed
+from utils.errors import InputError
 from utils.train_config import resolve_config
 from visualization import save_samples_grid
 
@@ -20,8 +29,24 @@ def inputs(tmp_path_factory):
     return make_inputs(tmp_path_factory.mktemp("inputs"))
 
 
-def test_training_writes_every_output_and_resumes(inputs, tmp_path, capsys):
+def logged_steps(out: Path) -> dict[str, list[int]]:
+    """Tag -> the steps it was logged at, scalars and images, in the run's TensorBoard folder."""
+    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    tags = events.Tags()
+    scalars = {tag: [event.step for event in events.Scalars(tag)] for tag in tags["scalars"]}
+    return scalars | {tag: [event.step for event in events.Images(tag)] for tag in tags["images"]}
+
+
+def test_training_writes_every_output_and_resumes(inputs, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
+    writers = []
+
+    def recorded_writer(logdir, **options):
+        writers.append((logdir, options))
+        return SummaryWriter(logdir, **options)
+
+    monkeypatch.setattr(train_segmentation, "SummaryWriter", recorded_writer)
     score = train_segmentation.main(command(inputs, out, n_steps=3))
     for name in (
         "segmentation.pth",
@@ -45,11 +70,34 @@ def test_training_writes_every_output_and_resumes(inputs, tmp_path, capsys):
     model = load_unet(out / "segmentation.pth", device="cpu", base_width=4)
     assert not model.training
     assert torch.load(out / "checkpoint.pth", weights_only=True)["step"] == 3
+    # Logged every 10 steps and at the end (train/), every --steps_per_log and at the end (val/loss),
+    # every --steps_per_validation before the end (val/<folder>/, samples), final scores at the end.
+    metrics = ("F_max", "IoU", "accuracy")
+    assert logged_steps(out) == {
+        "train/loss": [3],
+        "train/lr": [3],
+        "val/loss": [2, 3],
+        **{f"val/ds/{metric}": [2] for metric in metrics},
+        **{f"final/{name}/{metric}": [3] for name in ("synthetic", "ds") for metric in metrics},
+        "synthetic/samples": [2, 3],
+    }
+    val_set = validation_sets([str(inputs / "ds/images")], [str(inputs / "ds/masks")], False)[0]
+    pairs = [val_set.dataset[index] for index in range(3)]
+    save_image(predictions_grid(model, pairs, 32), tmp_path / "expected.png")
+    assert (out / "predictions_ds.png").read_bytes() == (tmp_path / "expected.png").read_bytes()
+    assert (out / "predictions_synthetic.png").is_file()
+    printed = capsys.readouterr().out
+    for name in ("synthetic", "ds"):
+        row = f"{name:<24}{score[name]['id']['F_max']:>8.3f}{score[name]['thr']['IoU']:>8.3f}"
+        assert row in printed
+    assert "baselines" not in printed
 
-    capsys.readouterr()
     train_segmentation.main(command(inputs, out, n_steps=5))
     assert "Resuming from" in capsys.readouterr().out
     assert torch.load(out / "checkpoint.pth", weights_only=True)["step"] == 5
+    # The continued run drops events an interrupted run logged after its checkpoint (step 3).
+    logdir = str(out / "tensorboard")
+    assert writers == [(logdir, {"purge_step": None}), (logdir, {"purge_step": 4})]
 
     straight = tmp_path / "straight"
     train_segmentation.main(command(inputs, straight, n_steps=5))
@@ -106,10 +154,16 @@ def test_learning_rate_decays_by_its_factor_every_interval(inputs, tmp_path):
 
 def test_the_launch_records_its_processes_and_resolves_device_and_precision():
     config = resolve_config(["--out", "x", "--device", "cpu"])
-    launched, device = train_segmentation.launch_config(config, distributed.Ranks(rank=0, world_size=3))
+    ranks = distributed.Ranks(rank=0, world_size=3)
+    launched, device = train_segmentation.launch_config(config, ranks)
     assert device == torch.device("cpu")
     assert launched.run.world_size == 3 and launched.run.precision == "fp32"
     assert launched.params == config.params
+    assert launched.run == replace(config.run, world_size=3, precision="fp32")
+    bf16 = resolve_config(["--out", "x", "--device", "cpu", "--precision", "bf16"])
+    assert train_segmentation.launch_config(bf16, distributed.SINGLE_PROCESS)[0].run.precision == "bf16"
+    with pytest.raises(InputError, match="--device cuda:99"):
+        train_segmentation.launch_config(resolve_config(["--out", "x", "--device", "cuda:99"]), ranks)
 
 
 def test_run_files_record_the_config_the_command_and_the_first_test_batch(tmp_path):
@@ -136,3 +190,123 @@ def test_the_demo_hooks_hand_their_arguments_to_the_demo(monkeypatch):
     train_segmentation._demo_extras("scores", "val_set")
     train_segmentation._print_demo_table({"baselines": 1})
     assert seen == [("scores", "val_set"), {"baselines": 1}]
+
+
+def test_a_run_without_validation_folders_scores_the_synthetic_test_set_only(inputs, tmp_path):
+    out = tmp_path / "run"
+    flags = command(inputs, out, n_steps=2)
+    for flag in ("--val_images_dir", "--val_masks_dir"):
+        index = flags.index(flag)
+        del flags[index : index + 2]
+    score = train_segmentation.main(flags)
+    assert set(score) == {"synthetic"}
+    assert not any(tag.startswith("val/ds") for tag in logged_steps(out))
+    assert sorted(path.name for path in out.glob("predictions_*.png")) == ["predictions_synthetic.png"]
+
+
+def test_the_command_line_is_read_from_sys_argv(inputs, tmp_path, monkeypatch):
+    missing = tmp_path / "none.pth"
+    flags = [*command(inputs, tmp_path / "run", 1), "--bg_direction", str(missing)]
+    monkeypatch.setattr(sys, "argv", ["train_segmentation.py", *flags])
+    with pytest.raises(FileNotFoundError, match=f"direction file {missing} does not exist"):
+        train_segmentation.main()
+
+
+def test_threads_are_set_only_when_asked_for(inputs, tmp_path, monkeypatch):
+    """`--threads` is applied before the inputs are loaded; without it torch keeps its own choice."""
+    set_to = []
+    monkeypatch.setattr(torch, "set_num_threads", set_to.append)
+    missing = ["--bg_direction", str(tmp_path / "none.pth")]
+    for threads, expected in (([], []), (["--threads", "1"], [1])):
+        set_to.clear()
+        with pytest.raises(FileNotFoundError):
+            train_segmentation.main([*command(inputs, tmp_path / "run", 1), *missing, *threads])
+        assert set_to == expected
+
+
+def test_demo_flag_takes_the_demo_preset_and_reports_its_extras(inputs, tmp_path, monkeypatch, capsys):
+    preset = {
+        "gan_weights": str(inputs / "G.pth"),
+        "gan_config": GAN_CONFIG,
+        "bg_direction": str(inputs / "direction.pth"),
+        "val_images_dirs": [str(inputs / "ds/images")],
+        "val_masks_dirs": [str(inputs / "ds/masks")],
+        **{"device": "cpu", "unet_width": 4, "n_steps": 2, "batch_size": 4, "test_samples_count": 4},
+    }
+    extras = {"unet_per_image": {"IoU": 0.5}, "baselines": {"mean mask": {"IoU": 0.25}}}
+    seen = []
+    monkeypatch.setattr(demo.preset, "demo_preset", lambda: preset)
+    monkeypatch.setattr(
+        demo.preset, "demo_score_extras", lambda scores, val_set: seen.append((scores, val_set)) or extras
+    )
+    monkeypatch.setattr(demo.preset, "print_demo_table", seen.append)
+    out = tmp_path / "run"
+    score = train_segmentation.main(["--demo", "--out", str(out)])
+    assert json.loads((out / "args.json").read_text())["demo"] is True
+    (scores, val_set), printed = seen
+    assert val_set.name == "ds" and scores.to_json() == score["ds"]
+    assert score == {"synthetic": score["synthetic"], "ds": score["ds"], **extras}
+    assert printed == score
+
+
+def test_other_processes_train_their_share_and_write_nothing(inputs, tmp_path, monkeypatch):
+    """A torchrun process other than the main one: no test set, validation, logging or files; it
+    continues the checkpoint with the others. (Real multi-process runs: tests/test_distributed.py.)"""
+    out = tmp_path / "run"
+    train_segmentation.main(command(inputs, out, n_steps=2))
+    # Made into the checkpoint of a two-process run: one latent stream state per process.
+    checkpoint = torch.load(out / "checkpoint.pth", weights_only=True)
+    checkpoint["config"]["world_size"] = 2
+    checkpoint["rng"] = [checkpoint["rng"], checkpoint["rng"]]
+    torch.save(checkpoint, out / "checkpoint.pth")
+    written = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+
+    ranks = distributed.Ranks(rank=1, world_size=2, local_rank=1)
+    calls = []
+    monkeypatch.setattr(distributed, "ranks_from_environment", lambda: ranks)
+    for name in ("start", "finish", "barrier", "raise_if_any_failed"):
+        monkeypatch.setattr(distributed, name, lambda *args, name=name: calls.append((name, args)))
+    monkeypatch.setattr(train_segmentation, "train_segmentation", lambda *args: calls.append(("train", args)))
+    assert train_segmentation.main(command(inputs, out, n_steps=4)) == {}
+
+    cpu = torch.device("cpu")
+    assert [name for name, _ in calls] == ["start", "raise_if_any_failed", "train", "barrier", "finish"]
+    assert calls[0][1] == (ranks, cpu) and calls[1][1] == (None, ranks, cpu)
+    assert calls[3][1] == calls[4][1] == (ranks,)
+    model, mask_generator, test_set, val_set, config, device, writer, checkpoint, given_ranks = calls[2][1]
+    assert isinstance(model, UNet) and model.inc.double_conv[0].out_channels == 4
+    assert mask_generator.p.batch_size == 2 and test_set == [] and val_set is None and writer is None
+    assert config.run.world_size == 2 and config.params.n_steps == 4 and device == cpu
+    assert checkpoint["step"] == 2 and given_ranks is ranks
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == written
+
+
+def test_prepare_draws_the_test_set_from_the_embeddings_with_noise(inputs, tmp_path):
+    """The test set's latents: rows of --z plus --z_noise, from the stream seeded with --seed + 1."""
+    zs = torch.randn(5, 120, generator=torch.Generator().manual_seed(3))
+    torch.save(zs, tmp_path / "z.pth")
+    flags = ["--z", str(tmp_path / "z.pth"), "--z_noise", "0.3", "--seed", "5"]
+    config = resolve_config(command(inputs, tmp_path / "run", n_steps=2) + flags)
+    cpu = torch.device("cpu")
+    loaded, test_set = train_segmentation.prepare(config, distributed.SINGLE_PROCESS, cpu)
+    assert torch.equal(loaded.zs, zs) and [val_set.name for val_set in loaded.val_sets] == ["ds"]
+    generator = training.build_mask_generator(loaded.G, loaded.direction, config.params, zs, 0.3, 6, cpu)
+    expected = training.make_test_set(generator, 6)
+    assert len(test_set) == len(expected) == 2
+    for (images, masks), (expected_images, expected_masks) in zip(test_set, expected, strict=True):
+        assert torch.equal(images, expected_images) and torch.equal(masks, expected_masks)
+
+
+def test_prepare_on_other_processes_loads_no_folders_and_makes_no_test_set(inputs, tmp_path, monkeypatch):
+    reported = []
+    monkeypatch.setattr(distributed, "raise_if_any_failed", lambda *args: reported.append(args))
+    config = resolve_config(command(inputs, tmp_path / "run", n_steps=2))
+    ranks, cpu = distributed.Ranks(rank=1, world_size=2), torch.device("cpu")
+    loaded, test_set = train_segmentation.prepare(config, ranks, cpu)
+    assert loaded.val_sets == [] and test_set == [] and reported == [(None, ranks, cpu)]
+
+
+def test_prepare_raises_the_first_problem_of_its_process(inputs, tmp_path):
+    flags = [*command(inputs, tmp_path / "run", 1), "--bg_direction", str(tmp_path / "none.pth")]
+    with pytest.raises(FileNotFoundError, match="--bg_direction"):
+        train_segmentation.prepare(resolve_config(flags), distributed.SINGLE_PROCESS, torch.device("cpu"))

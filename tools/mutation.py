@@ -40,6 +40,9 @@ NOT_LINKED = {"pyproject.toml", "mutants", ".git", ".pytest_cache", ".ruff_cache
 # threads, and a hung mutant counts as a timeout, i.e. as killed. Single-threaded torch has no pool,
 # and with one mutant per core nothing is lost.
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# Where the test processes import tools/fastest_first.py from (the quickest tests first, so that a mutant
+# dies at its cheapest failing test).
+PLUGINS = str(ROOT / "tools")
 
 
 def pyproject() -> dict:
@@ -87,6 +90,7 @@ def module_config(module: str, tests: list[str]) -> str:
     """The project's pyproject.toml with a [tool.mutmut] that mutates `module`, checked by `tests`."""
     settings = dict(pyproject()["tool"]["mutmut"])
     settings["only_mutate"] = [module]
+    settings["pytest_add_cli_args"] = [*settings["pytest_add_cli_args"], "-p", "fastest_first"]
     settings["pytest_add_cli_args_test_selection"] = ["-m", "not slow", *tests]
     # JSON's strings, numbers, booleans and arrays of them are valid TOML values.
     section = ["[tool.mutmut]"] + [f"{key} = {json.dumps(value)}" for key, value in settings.items()]
@@ -135,7 +139,8 @@ def run(modules: list[str], jobs: int, recheck: bool) -> None:
         # their temporary folders: they go to a folder of the run's own, deleted when it ends.
         temporary = here / "tmp"
         temporary.mkdir(exist_ok=True)
-        env = os.environ | ONE_THREAD | {"PYTEST_DEBUG_TEMPROOT": str(temporary)}
+        path = os.pathsep.join(filter(None, [PLUGINS, os.environ.get("PYTHONPATH")]))
+        env = os.environ | ONE_THREAD | {"PYTEST_DEBUG_TEMPROOT": str(temporary), "PYTHONPATH": path}
         with open(here / "run.log", "w") as log:
             command = [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs)]
             done = subprocess.run(command, cwd=here, stdout=log, stderr=subprocess.STDOUT, env=env)
