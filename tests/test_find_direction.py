@@ -23,6 +23,7 @@ from direction_search import (
     centre_weight,
     check_direction,
     check_loss,
+    direction_loss,
     draw_latents,
     draw_radii,
     frozen,
@@ -337,6 +338,65 @@ def test_published_objective_gives_a_finite_unit_direction():
     assert direction.norm().item() == pytest.approx(1.0, abs=1e-5)
     variant = search(G, DirectionSearchConfig(steps=3, batch_size=4), progress=False)
     assert not torch.allclose(direction, variant)
+
+
+def published_search(G, config: DirectionSearchConfig) -> torch.Tensor:
+    """Melas-Kyriazi et al.'s optimisation written out (their main.py, l. 103-125): the direction starts
+    as 0.1 N(0, I), enters the shifts as d / |d| and is renormalised after each Adam step."""
+    rng = torch.Generator().manual_seed(config.seed)
+    dim = shift_dim(G)
+    direction = (0.1 * torch.randn(dim, generator=rng)).requires_grad_(True)
+    optimizer = torch.optim.Adam([direction], lr=config.lr)
+    with frozen(G):
+        parts = objective_parts(config, *G(torch.zeros(1, dim)).shape[-2:])
+        for _ in range(config.steps):
+            z, radii = draw_latents(config.batch_size, dim, rng), draw_radii(config, dim, rng)
+            loss = direction_loss(G, z, radii * direction / direction.norm(), parts, config)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                direction /= direction.norm()
+    return direction.detach()
+
+
+def test_published_search_follows_their_optimisation():
+    config = DirectionSearchConfig(steps=3, batch_size=4, objective=MELAS_KYRIAZI)
+    G = demo_generator()
+    torch.testing.assert_close(search(G, config, progress=False), published_search(G, config))
+
+
+class FlatGenerator(ScriptedGenerator):
+    """Single-colour images, before and after the shift: no edges anywhere."""
+
+    def forward(self, z):
+        return z[:, :3, None, None].expand(-1, -1, 8, 8)
+
+    def gen_shifted(self, z, shift):
+        return self.forward(z + shift)
+
+
+def test_published_edge_term_takes_the_same_epsilon_on_both_sides():
+    """Flat images have Sobel magnitude sqrt(eps) before and after the shift: no edge change."""
+    config = DirectionSearchConfig(objective=MELAS_KYRIAZI, brightness_weight=0.0)
+    parts = objective_parts(config, 8, 8)
+    z = torch.randn(2, 4, generator=torch.Generator().manual_seed(0))
+    assert direction_loss(FlatGenerator(), z, torch.full((2, 4), 0.5), parts, config).item() == 0.0
+
+
+class FirstStepShiftGenerator(ScriptedGenerator):
+    """Images that depend on the shift in the first search step only; later its gradient is zero."""
+
+    def gen_shifted(self, z, shift):
+        self.calls += 1
+        return self.forward(z + shift) if self.calls == 1 else self.forward(z) + 0 * shift.sum()
+
+
+def test_a_gradient_in_any_step_counts_as_moved():
+    direction = search(
+        FirstStepShiftGenerator(), DirectionSearchConfig(steps=2, batch_size=2), progress=False
+    )
+    assert direction.norm().item() == pytest.approx(1.0, abs=1e-5)
 
 
 class RecordingGenerator(ToyGenerator):
