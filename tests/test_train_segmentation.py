@@ -21,6 +21,7 @@ from UNet.unet_load import load_unet
 from UNet.unet_model import UNet
 from utils import distributed
 from utils.errors import InputError
+from utils.precision import AutocastGenerator
 from utils.train_config import resolve_config
 from visualization import save_samples_grid
 
@@ -282,15 +283,36 @@ def test_other_processes_train_their_share_and_write_nothing(inputs, tmp_path, m
     assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == written
 
 
+def test_the_main_process_of_a_launch_trains_with_the_others_then_writes_the_results(
+    inputs, tmp_path, monkeypatch
+):
+    ranks = distributed.Ranks(rank=0, world_size=2)
+    calls = []
+    monkeypatch.setattr(distributed, "ranks_from_environment", lambda: ranks)
+    for name in ("start", "finish", "barrier", "raise_if_any_failed"):
+        monkeypatch.setattr(distributed, name, lambda *args, name=name: calls.append((name, args)))
+    monkeypatch.setattr(train_segmentation, "train_segmentation", lambda *args: calls.append(("train", args)))
+    out = tmp_path / "run"
+    score = train_segmentation.main(command(inputs, out, n_steps=2))
+
+    assert [name for name, _ in calls] == ["start", "raise_if_any_failed", "train", "barrier", "finish"]
+    _, mask_generator, test_set, val_set, config, _, writer, checkpoint, given_ranks = calls[2][1]
+    assert mask_generator.p.batch_size == 2 and len(test_set) == 2 and val_set.name == "ds"
+    assert writer is not None and checkpoint is None and given_ranks is ranks
+    assert json.loads((out / "score.json").read_text()) == score and set(score) == {"synthetic", "ds"}
+
+
 def test_prepare_draws_the_test_set_from_the_embeddings_with_noise(inputs, tmp_path):
-    """The test set's latents: rows of --z plus --z_noise, from the stream seeded with --seed + 1."""
+    """The test set's latents: rows of --z plus --z_noise, from the stream seeded with --seed + 1,
+    synthesised at the run's precision."""
     zs = torch.randn(5, 120, generator=torch.Generator().manual_seed(3))
     torch.save(zs, tmp_path / "z.pth")
-    flags = ["--z", str(tmp_path / "z.pth"), "--z_noise", "0.3", "--seed", "5"]
+    flags = ["--z", str(tmp_path / "z.pth"), "--z_noise", "0.3", "--seed", "5", "--precision", "bf16"]
     config = resolve_config(command(inputs, tmp_path / "run", n_steps=2) + flags)
     cpu = torch.device("cpu")
     loaded, test_set = train_segmentation.prepare(config, distributed.SINGLE_PROCESS, cpu)
     assert torch.equal(loaded.zs, zs) and [val_set.name for val_set in loaded.val_sets] == ["ds"]
+    assert isinstance(loaded.G, AutocastGenerator) and loaded.G.device_type == "cpu"
     generator = training.build_mask_generator(loaded.G, loaded.direction, config.params, zs, 0.3, 6, cpu)
     expected = training.make_test_set(generator, 6)
     assert len(test_set) == len(expected) == 2

@@ -1,28 +1,40 @@
 """The training engine's parts, called directly (whole runs: tests/test_train_segmentation.py)."""
 
+import json
 import math
+import re
+import signal
 from types import SimpleNamespace
 
 import pytest
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torchvision.utils import save_image
 
 import training
+from BigGAN.gan_load import make_biggan_config
+from BigGAN.model.BigGAN import Generator
+from evaluation import evaluate_model, predictions_grid, validation_sets
 from postprocessing import connected_components_filter
+from tests.training_run import make_inputs
+from tests.weight_fill import fill_module
 from UNet.unet_model import UNet
 from utils.distributed import Ranks, rank_seed
 from utils.errors import InputError
+from utils.stop_signals import StopRequested
 from utils.train_config import resolve_config
+from utils.weights import WeightsError
 
 
 class RecordingWriter:
     """A SummaryWriter stand-in keeping (kind, tag, step) of everything logged."""
 
     def __init__(self):
-        self.logged = []
+        self.logged, self.values = [], {}
 
     def add_scalar(self, tag, value, step):
         self.logged.append(("scalar", tag, step))
+        self.values[tag, step] = value
 
     def add_image(self, tag, image, step):
         self.logged.append(("image", tag, step))
@@ -45,12 +57,14 @@ def config(*flags: str):
 
 
 def test_each_process_synthesises_its_share_of_the_batch_from_its_own_stream():
-    inputs = SimpleNamespace(G=torch.nn.Identity(), direction=torch.ones(4), zs=None)
+    inputs = SimpleNamespace(G=torch.nn.Identity(), direction=torch.ones(4), zs=torch.randn(3, 4))
     run = config("--batch_size", "6", "--seed", "3", "--z_noise", "0.25")
     generator = training.rank_mask_generator(inputs, run, Ranks(rank=1, world_size=3), "cpu")
-    assert generator.p.batch_size == 2 and generator.z_noise == 0.25
+    assert generator.p.batch_size == 2 and generator.z_noise == 0.25 and torch.equal(generator.zs, inputs.zs)
     expected = torch.Generator().manual_seed(rank_seed(3, 1)).get_state()
     assert torch.equal(generator.rng.get_state(), expected)
+    one_each = training.rank_mask_generator(inputs, config("--batch_size", "3"), Ranks(world_size=3), "cpu")
+    assert one_each.p.batch_size == 1
     with pytest.raises(InputError, match=r"^--batch_size 2 leaves no samples for 3 processes$"):
         training.rank_mask_generator(inputs, config("--batch_size", "2"), Ranks(rank=0, world_size=3), "cpu")
 
@@ -81,8 +95,11 @@ class CountingGenerator:
 
 
 @pytest.mark.parametrize("count, batches", [(4, 2), (5, 3), (1, 1)])
-def test_test_set_has_enough_batches_for_its_sample_count(count, batches):
+def test_test_set_has_enough_batches_for_its_sample_count(count, batches, monkeypatch):
+    shown = []
+    monkeypatch.setattr(training, "progress_bar", lambda items, **options: shown.append(options) or items)
     assert training.make_test_set(CountingGenerator(), count) == list(range(1, batches + 1))
+    assert shown == [{"desc": "synthetic test set", "leave": False}]
 
 
 def test_synthetic_loss_is_the_mean_cross_entropy_and_keeps_the_mode():
@@ -164,3 +181,206 @@ def test_score_table_has_one_row_per_scored_folder(capsys):
         "\ndataset                    F_max     IoU  accuracy\n"
         "synthetic                  0.912   0.500     0.988\n"
     )
+
+
+class BatchSource:
+    """A mask generator stand-in: seeded 16x16 batches of two (NaN images if `nan`), on the CPU."""
+
+    def __init__(self, nan: bool = False):
+        self.rng, self.nan, self.device = torch.Generator().manual_seed(0), nan, torch.device("cpu")
+        self.p = SimpleNamespace(batch_size=2)
+
+    def __call__(self):
+        images = torch.rand(2, 3, 16, 16, generator=self.rng) * 2 - 1
+        masks = (torch.rand(2, 16, 16, generator=self.rng) > 0.5).long()
+        return images * math.nan if self.nan else images, masks
+
+
+def train(tmp_path, model, source, n_steps=1, checkpoint=None, ranks=None):
+    run = config("--n_steps", str(n_steps), "--out", str(tmp_path))
+    ranks = ranks or Ranks()
+    writer = RecordingWriter() if ranks.is_main else None
+    test_set = synthetic_batches(1) if ranks.is_main else []
+    cpu = torch.device("cpu")
+    training.train_segmentation(model, source, test_set, None, run, cpu, writer, checkpoint, ranks)
+
+
+def test_a_loss_that_is_not_finite_stops_before_any_checkpoint_with_a_full_explanation(tmp_path):
+    with pytest.raises(training.DivergenceError) as failure:
+        train(tmp_path, tiny_model(), BatchSource(nan=True))
+    checkpoint = tmp_path / "checkpoint.pth"
+    assert str(failure.value) == (
+        "training diverged at step 1: the loss is nan; no checkpoint and segmentation.pth was not written. "
+        "Likely causes: a learning rate too high (--rate 0.001), latents far from N(0, I) (--z, --z_noise), "
+        "or a generator giving non-finite images. Retry with other settings in a new --out (or delete "
+        f"{checkpoint})"
+    )
+    assert not checkpoint.exists()
+
+
+def test_weights_that_are_not_finite_are_counted_and_the_first_three_named(tmp_path):
+    """BatchNorm's running means are not used by a training step's loss: the loss stays finite."""
+    model = tiny_model()
+    norms = [name for name, module in model.named_modules() if isinstance(module, torch.nn.BatchNorm2d)]
+    with torch.no_grad():
+        for name in norms[:4]:
+            model.get_submodule(name).running_mean.fill_(math.nan)
+    with pytest.raises(
+        training.DivergenceError, match="at step 1: 4 U-Net tensors are not finite"
+    ) as failure:
+        train(tmp_path, model, BatchSource())
+    named = ", ".join(f"{name}.running_mean" for name in norms[:3])
+    assert f"({named}); no checkpoint" in str(failure.value)
+
+
+def test_one_process_saves_its_latent_stream_state_itself(tmp_path):
+    source = BatchSource()
+    train(tmp_path, tiny_model(), source)
+    saved = torch.load(tmp_path / "checkpoint.pth", weights_only=True)
+    assert saved["step"] == 1 and isinstance(saved["rng"], torch.Tensor)
+
+
+def test_a_finished_checkpoint_restores_this_process_s_stream_and_trains_no_further(tmp_path):
+    model, source = tiny_model(), BatchSource()
+    states = [torch.Generator().manual_seed(seed).get_state() for seed in (1, 2)]
+    checkpoint = {
+        "model": model.state_dict(),
+        "opt": torch.optim.Adam(model.parameters()).state_dict(),
+        "scheduler": {"step_size": 1, "gamma": 0.1, "base_lrs": [0.001], "last_epoch": 0},
+        "rng": states,
+        "step": 3,
+    }
+    # Another process's share of a finished two-process run: nothing left to train or to exchange.
+    train(tmp_path, model, source, n_steps=3, checkpoint=checkpoint, ranks=Ranks(rank=1, world_size=2))
+    assert torch.equal(source.rng.get_state(), states[1])
+    assert not (tmp_path / "checkpoint.pth").exists()
+
+
+def test_a_checkpoint_of_another_model_is_named_when_refused(tmp_path):
+    other = UNet(base_width=8).state_dict()
+    with pytest.raises(WeightsError, match=re.escape(f"{tmp_path / 'checkpoint.pth'} does not match UNet")):
+        train(tmp_path, tiny_model(), BatchSource(), checkpoint={"model": other})
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> list:
+    """The same small folder pair twice: validation sets `ds` and `ds_`."""
+    root = make_inputs(tmp_path_factory.mktemp("inputs"))
+    images, masks = str(root / "ds/images"), str(root / "ds/masks")
+    return validation_sets([images, images], [masks, masks])
+
+
+def test_final_scores_cover_the_test_set_and_every_folder_at_the_run_s_size(folders, monkeypatch):
+    model, test_set = tiny_model(), synthetic_batches(2)
+    evaluated, extras_seen = [], []
+
+    def recorded(model, batches, resize_to, **options):
+        evaluated.append((resize_to, options))
+        return evaluate_model(model, batches, resize_to, **options)
+
+    monkeypatch.setattr(training, "evaluate_model", recorded)
+
+    def extras(scores, val_set) -> dict:
+        extras_seen.append((scores, val_set))
+        return {"extra": {"n": 1}}
+
+    score = training.final_scores(model, test_set, folders, config("--val_resize_to", "32"), "cpu", extras)
+
+    assert evaluated == [(None, {"desc": "synthetic test set"}), (32, {"desc": "ds"}), (32, {"desc": "ds_"})]
+    assert list(score) == ["synthetic", "ds", "extra", "ds_"]
+    assert score["synthetic"]["loss"] == training.synthetic_loss(model, test_set)
+    assert score["ds"] == evaluate_model(model, folders[0].batches("cpu"), 32).to_json()
+    ((scores, val_set),) = extras_seen
+    assert val_set is folders[0] and scores.to_json() == score["ds"]
+
+
+def test_prediction_pictures_show_the_first_eight_pairs(folders, tmp_path):
+    model = tiny_model()
+    images, masks = synthetic_batches(1)[0]
+    test_set = [(images.repeat(5, 1, 1, 1), masks.repeat(5, 1, 1))]  # 10 pairs
+    training.save_prediction_pictures(tmp_path, model, test_set, folders[:1], 32, "cpu")
+    pairs = [(test_set[0][0][index], test_set[0][1][index]) for index in range(8)]
+    save_image(predictions_grid(model, pairs, None), tmp_path / "expected_synthetic.png")
+    save_image(
+        predictions_grid(model, [folders[0].dataset[i] for i in range(3)], 32), tmp_path / "expected_ds.png"
+    )
+    for name in ("synthetic", "ds"):
+        expected = (tmp_path / f"expected_{name}.png").read_bytes()
+        assert (tmp_path / f"predictions_{name}.png").read_bytes() == expected, name
+
+
+def test_training_without_a_signal_runs_to_its_last_step(tmp_path):
+    try:
+        train(tmp_path, tiny_model(), BatchSource(), n_steps=2)
+    except StopRequested as stop:  # a KeyboardInterrupt, which pytest would take for the user's
+        pytest.fail(f"training stopped without a signal: {stop}")
+    assert torch.load(tmp_path / "checkpoint.pth", weights_only=True)["step"] == 2
+
+
+class SignallingSource(BatchSource):
+    """Sends this process SIGINT while synthesising its first batch, as a user's Ctrl-C would."""
+
+    def __call__(self):
+        if torch.equal(self.rng.get_state(), torch.Generator().manual_seed(0).get_state()):
+            signal.raise_signal(signal.SIGINT)
+        return super().__call__()
+
+
+def test_a_stop_signal_saves_a_checkpoint_after_the_step_then_stops(tmp_path):
+    with pytest.raises(StopRequested) as stopped:
+        train(tmp_path, tiny_model(), SignallingSource(), n_steps=5)
+    checkpoint = tmp_path / "checkpoint.pth"
+    assert str(stopped.value) == f"checkpoint of step 1 saved in {checkpoint}; rerun the command to continue"
+    assert stopped.value.exit_code == 128 + signal.SIGINT
+    assert torch.load(checkpoint, weights_only=True)["step"] == 1
+
+
+def test_training_progress_counts_steps_from_the_checkpoint(tmp_path, monkeypatch):
+    train(tmp_path, tiny_model(), BatchSource(), n_steps=1)
+    checkpoint = torch.load(tmp_path / "checkpoint.pth", weights_only=True)
+    shown = []
+    real = training.progress_bar
+    monkeypatch.setattr(training, "progress_bar", lambda **options: shown.append(options) or real(**options))
+    train(tmp_path, tiny_model(), BatchSource(), n_steps=3, checkpoint=checkpoint)
+    assert shown == [{"total": 3, "initial": 1, "desc": "training", "disable": False}]
+
+
+def test_bf16_precision_applies_to_the_training_steps(tmp_path):
+    """The same first step in fp32 and under bf16 autocast: the logged training losses differ."""
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        out, writer = tmp_path / precision, RecordingWriter()
+        out.mkdir()
+        run = config("--n_steps", "1", "--out", str(out), "--precision", precision)
+        test_set, cpu = synthetic_batches(1), torch.device("cpu")
+        training.train_segmentation(tiny_model(), BatchSource(), test_set, None, run, cpu, writer)
+        losses[precision] = writer.values["train/loss", 1]
+    assert losses["fp32"] != losses["bf16"] and losses["fp32"] == pytest.approx(losses["bf16"], rel=0.05)
+
+
+def test_synthetic_test_loss_is_logged_in_the_mode_the_run_asks_for():
+    model, test_set = tiny_model(), synthetic_batches(2)
+    for flag, train_mode in (("false", False), ("true", True)):
+        writer = RecordingWriter()
+        run = config("--n_steps", "1", "--synthetic_loss_train_mode", flag)
+        progress = SimpleNamespace(set_postfix=lambda **values: None)
+        scheduler = SimpleNamespace(get_last_lr=lambda: [0.001])
+        training.log_step(writer, model, test_set, None, run, "cpu", 1, 0.5, scheduler, progress)
+        assert writer.values["val/loss", 1] == training.synthetic_loss(model, test_set, train_mode)
+    assert training.synthetic_loss(model, test_set, True) != training.synthetic_loss(model, test_set, False)
+
+
+def test_loading_inputs_takes_the_generator_s_latent_size_and_the_folders_by_default(tmp_path):
+    """A generator of 60 latents and its 60-element direction; the folders load unless told not to."""
+    root = make_inputs(tmp_path)
+    gan_config = {"G_ch": 4, "resolution": 64, "G_attn": "0", "dim_z": 60}
+    generator = fill_module(Generator(**{**make_biggan_config(128), **gan_config}), seed=0)
+    torch.save(generator.state_dict(), tmp_path / "G60.pth")
+    torch.save(torch.nn.functional.normalize(torch.randn(60), dim=0), tmp_path / "direction60.pth")
+    flags = ["--gan_weights", str(tmp_path / "G60.pth"), "--gan_config", json.dumps(gan_config)]
+    flags += ["--bg_direction", str(tmp_path / "direction60.pth")]
+    flags += ["--val_images_dir", str(root / "ds/images"), "--val_masks_dir", str(root / "ds/masks")]
+    loaded = training.load_inputs(config(*flags), torch.device("cpu"))
+    assert loaded.direction.shape == (60,) and [val_set.name for val_set in loaded.val_sets] == ["ds"]
+    assert training.load_inputs(config(*flags), torch.device("cpu"), main_process=False).val_sets == []

@@ -3,6 +3,7 @@
     python tools/mutation.py run [--recheck] [--jobs N] [MODULE ...]   # e.g. run metrics.py data.py
     python tools/mutation.py report [--survivors]
     python tools/mutation.py show MUTANT                                # one mutant's diff
+    python tools/mutation.py review                                     # equivalent mutants' changes
 
 The modules and their own tests are listed in pyproject.toml's `[tool.mutation] own_tests`; mutmut's
 shared settings are its `[tool.mutmut]`. A module is run in a folder of its own, mutants/<module>/,
@@ -12,10 +13,15 @@ call the function (training runs included), and modules can be run, and rerun, o
 
 Score = killed / (mutants - equivalent): killed counts mutants that a test failed on, that timed out
 or crashed the interpreter; survivors and mutants that no own test reached count against it. The
-equivalent mutants of tools/equivalent_mutants.txt (no observable difference) are left out.
+equivalent mutants of tools/equivalent_mutants.txt (no observable difference) are left out. Mutants
+are numbered within their function, so editing a function renumbers them: `review` prints each listed
+mutant's change beside its reason, to check the list after such an edit.
 """
 
 import argparse
+import ast
+import difflib
+import functools
 import json
 import os
 import shutil
@@ -205,6 +211,41 @@ def show(mutant: str) -> None:
     subprocess.run([sys.executable, "-m", "mutmut", "show", mutant], cwd=here, check=True)
 
 
+@functools.cache
+def mutated_functions(module: str) -> dict[str, str] | None:
+    """Function name -> source in mutmut's copy of `module` (`x_f__mutmut_orig`, `x_f__mutmut_3`, ...)."""
+    copy = folder(module) / "mutants" / module
+    if not copy.is_file():
+        return None
+    source = copy.read_text()
+    lines = source.splitlines()
+    return {
+        node.name: "\n".join(lines[node.lineno - 1 : node.end_lineno])
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef)
+    }
+
+
+def mutant_change(mutant: str) -> str:
+    """The lines a mutant changes in its function."""
+    module = module_of(mutant)
+    functions = mutated_functions(module)
+    if functions is None:
+        return f"(not generated yet: python tools/mutation.py run {module})"
+    name = mutant.removeprefix(dotted(module) + ".")
+    if name not in functions:
+        return "(no such mutant any more)"
+    original = name.rsplit("__mutmut_", 1)[0] + "__mutmut_orig"
+    mutated = functions[name].replace(name, original, 1)
+    lines = difflib.unified_diff(functions[original].splitlines(), mutated.splitlines(), lineterm="", n=0)
+    return " | ".join(line.strip() for line in lines if line[:1] in "+-" and line[:3] not in ("+++", "---"))
+
+
+def review() -> None:
+    for mutant, reason in equivalent_mutants().items():
+        print(f"{mutant}\n    why:    {reason}\n    change: {mutant_change(mutant)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -220,13 +261,16 @@ def main() -> None:
     report_parser.add_argument("--survivors", action="store_true", help="also list the mutants not killed")
     show_parser = commands.add_parser("show", help="one mutant's diff")
     show_parser.add_argument("mutant")
+    commands.add_parser("review", help="each equivalent mutant's change beside the reason it is listed")
     args = parser.parse_args()
     if args.command == "run":
         run(args.modules, args.jobs, args.recheck)
     elif args.command == "report":
         report(args.survivors)
-    else:
+    elif args.command == "show":
         show(args.mutant)
+    else:
+        review()
 
 
 if __name__ == "__main__":
