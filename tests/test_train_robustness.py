@@ -20,7 +20,7 @@ from PIL import Image
 import train_segmentation
 import training
 from gan_mask_gen import MaskGenerationError
-from tests.training_run import command, make_inputs
+from tests.training_run import command, folder_state, make_inputs
 from UNet.unet_model import UNet
 from utils.cli import run_cli
 from utils.errors import InputError, MissingInputError
@@ -32,10 +32,6 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     return make_inputs(tmp_path_factory.mktemp("inputs"))
-
-
-def folder_state(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def weights(path: Path) -> dict[str, torch.Tensor]:

@@ -16,7 +16,7 @@ import demo.preset
 import train_segmentation
 import training
 from evaluation import predictions_grid, validation_sets
-from tests.training_run import GAN_CONFIG, command, make_inputs
+from tests.training_run import GAN_CONFIG, command, folder_state, make_inputs
 from UNet.unet_load import load_unet
 from UNet.unet_model import UNet
 from utils import distributed
@@ -251,6 +251,17 @@ def test_demo_flag_takes_the_demo_preset_and_reports_its_extras(inputs, tmp_path
     assert printed == score
 
 
+def launched_as(ranks: distributed.Ranks, monkeypatch) -> list[tuple[str, tuple]]:
+    """`main` as process `ranks` of a torchrun launch: the process-group calls and the training itself
+    (which would exchange with the other processes) are recorded, in order, instead of run."""
+    calls = []
+    monkeypatch.setattr(distributed, "ranks_from_environment", lambda: ranks)
+    for name in ("start", "finish", "barrier", "raise_if_any_failed"):
+        monkeypatch.setattr(distributed, name, lambda *args, name=name: calls.append((name, args)))
+    monkeypatch.setattr(train_segmentation, "train_segmentation", lambda *args: calls.append(("train", args)))
+    return calls
+
+
 def test_other_processes_train_their_share_and_write_nothing(inputs, tmp_path, monkeypatch):
     """A torchrun process other than the main one: no test set, validation, logging or files; it
     continues the checkpoint with the others. (Real multi-process runs: tests/test_distributed.py.)"""
@@ -261,14 +272,10 @@ def test_other_processes_train_their_share_and_write_nothing(inputs, tmp_path, m
     checkpoint["config"]["world_size"] = 2
     checkpoint["rng"] = [checkpoint["rng"], checkpoint["rng"]]
     torch.save(checkpoint, out / "checkpoint.pth")
-    written = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    written = folder_state(out)
 
     ranks = distributed.Ranks(rank=1, world_size=2, local_rank=1)
-    calls = []
-    monkeypatch.setattr(distributed, "ranks_from_environment", lambda: ranks)
-    for name in ("start", "finish", "barrier", "raise_if_any_failed"):
-        monkeypatch.setattr(distributed, name, lambda *args, name=name: calls.append((name, args)))
-    monkeypatch.setattr(train_segmentation, "train_segmentation", lambda *args: calls.append(("train", args)))
+    calls = launched_as(ranks, monkeypatch)
     assert train_segmentation.main(command(inputs, out, n_steps=4)) == {}
 
     cpu = torch.device("cpu")
@@ -280,18 +287,14 @@ def test_other_processes_train_their_share_and_write_nothing(inputs, tmp_path, m
     assert mask_generator.p.batch_size == 2 and test_set == [] and val_set is None and writer is None
     assert config.run.world_size == 2 and config.params.n_steps == 4 and device == cpu
     assert checkpoint["step"] == 2 and given_ranks is ranks
-    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == written
+    assert folder_state(out) == written
 
 
 def test_the_main_process_of_a_launch_trains_with_the_others_then_writes_the_results(
     inputs, tmp_path, monkeypatch
 ):
     ranks = distributed.Ranks(rank=0, world_size=2)
-    calls = []
-    monkeypatch.setattr(distributed, "ranks_from_environment", lambda: ranks)
-    for name in ("start", "finish", "barrier", "raise_if_any_failed"):
-        monkeypatch.setattr(distributed, name, lambda *args, name=name: calls.append((name, args)))
-    monkeypatch.setattr(train_segmentation, "train_segmentation", lambda *args: calls.append(("train", args)))
+    calls = launched_as(ranks, monkeypatch)
     out = tmp_path / "run"
     score = train_segmentation.main(command(inputs, out, n_steps=2))
 

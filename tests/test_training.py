@@ -146,10 +146,9 @@ def test_steps_log_loss_and_rate_every_10_steps_test_loss_and_samples_at_their_i
     writer, model = RecordingWriter(), tiny_model()
     progress = SimpleNamespace(postfix=[], set_postfix=lambda **values: progress.postfix.append(values))
     scheduler = SimpleNamespace(get_last_lr=lambda: [0.5])
+    test_set = synthetic_batches(1)
     for step in range(1, 13):
-        training.log_step(
-            writer, model, synthetic_batches(1), None, run, "cpu", step, 0.125, scheduler, progress
-        )
+        training.log_step(writer, model, test_set, None, run, "cpu", step, 0.125, scheduler, progress)
     assert writer.logged == [
         ("scalar", "val/loss", 4),
         ("image", "synthetic/samples", 6),
@@ -196,13 +195,15 @@ class BatchSource:
         return images * math.nan if self.nan else images, masks
 
 
-def train(tmp_path, model, source, n_steps=1, checkpoint=None, ranks=None):
-    run = config("--n_steps", str(n_steps), "--out", str(tmp_path))
+def train(out, model, source, n_steps=1, checkpoint=None, ranks=None, flags=()) -> RecordingWriter | None:
+    """`n_steps` of training into `out` on the CPU; the main process's writer, holding what it logged."""
+    run = config("--n_steps", str(n_steps), "--out", str(out), *flags)
     ranks = ranks or Ranks()
     writer = RecordingWriter() if ranks.is_main else None
     test_set = synthetic_batches(1) if ranks.is_main else []
     cpu = torch.device("cpu")
     training.train_segmentation(model, source, test_set, None, run, cpu, writer, checkpoint, ranks)
+    return writer
 
 
 def test_a_loss_that_is_not_finite_stops_before_any_checkpoint_with_a_full_explanation(tmp_path):
@@ -350,11 +351,8 @@ def test_bf16_precision_applies_to_the_training_steps(tmp_path):
     losses = {}
     for precision in ("fp32", "bf16"):
         torch.manual_seed(0)
-        out, writer = tmp_path / precision, RecordingWriter()
-        out.mkdir()
-        run = config("--n_steps", "1", "--out", str(out), "--precision", precision)
-        test_set, cpu = synthetic_batches(1), torch.device("cpu")
-        training.train_segmentation(tiny_model(), BatchSource(), test_set, None, run, cpu, writer)
+        (tmp_path / precision).mkdir()
+        writer = train(tmp_path / precision, tiny_model(), BatchSource(), flags=("--precision", precision))
         losses[precision] = writer.values["train/loss", 1]
     assert losses["fp32"] != losses["bf16"] and losses["fp32"] == pytest.approx(losses["bf16"], rel=0.05)
 

@@ -32,6 +32,11 @@ def make_inputs(root: Path) -> Path:
     return root
 
 
+def folder_state(folder: Path) -> dict[str, bytes]:
+    """Relative path -> content of every file under `folder`: to check that a run wrote nothing."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def command(inputs: Path, out: Path, n_steps: int) -> list[str]:
     return [
         "--out", str(out),
