@@ -12,7 +12,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from tensorboardX import SummaryWriter
 
 from training import (
     RunInputs,
@@ -33,6 +32,7 @@ from utils.cli import run_cli
 from utils.device import resolve_device
 from utils.precision import resolve_precision
 from utils.run_files import atomic_torch_save, write_json
+from utils.tensorboard import run_writer
 from utils.train_config import TrainConfig, resolve_config
 from visualization import save_samples_grid
 
@@ -106,9 +106,8 @@ def main(argv: list[str] | None = None) -> dict:
             return {}
         write_run_files(out, config, argv, test_set)
         first_val_set = inputs.val_sets[0] if inputs.val_sets else None
-        # Events logged after the checkpoint by an interrupted run are dropped, so steps are not doubled.
-        purge_step = inputs.checkpoint["step"] + 1 if inputs.checkpoint else None
-        with SummaryWriter(str(out / "tensorboard"), purge_step=purge_step) as writer:
+        resumed_step = inputs.checkpoint["step"] if inputs.checkpoint else None
+        with run_writer(out / "tensorboard", resumed_step) as writer:
             train_segmentation(
                 model,
                 mask_generator,

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tensorboardX import SummaryWriter
 from torch import nn
 from torchvision.utils import make_grid, save_image
 
@@ -37,6 +36,7 @@ from utils.errors import MissingInputError
 from utils.flags import add_flags, flag, from_namespace, threads_flag
 from utils.progress import progress_bar
 from utils.run_files import atomic_torch_save
+from utils.tensorboard import run_writer
 
 
 @dataclass
@@ -196,12 +196,13 @@ def train(out: Path, config: GANTrainConfig, device: torch.device, command: str)
     checkpoint_path = out / "checkpoint.pth"
     G, D, ema, opt_G, opt_D = build_models(config, device)
     data_rng = torch.Generator().manual_seed(config.seed)
-    step, elapsed = 0, 0.0
+    step, elapsed, resumed_step = 0, 0.0, None
     if checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
         for module, key in ((G, "G"), (D, "D"), (ema, "ema"), (opt_G, "opt_G"), (opt_D, "opt_D")):
             module.load_state_dict(state[key])
         step, elapsed = state["step"], state["elapsed_s"]
+        resumed_step = step
         torch.set_rng_state(state["torch_rng"])
         data_rng.set_state(state["data_rng"])
         print(f"resuming {checkpoint_path} at step {step}")
@@ -227,7 +228,7 @@ def train(out: Path, config: GANTrainConfig, device: torch.device, command: str)
     if step >= config.steps:
         return checkpoint()
     pool = world_pool(config.pool_size)
-    writer = SummaryWriter(str(out / "tensorboard"))
+    writer = run_writer(out / "tensorboard", resumed_step)
     fixed_z = torch.randn(64, G.dim_z, generator=torch.Generator().manual_seed(config.seed + 1)).to(device)
     started = time.time() - elapsed
     with progress_bar(total=config.steps, initial=step, desc="demo GAN") as bar:

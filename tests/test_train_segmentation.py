@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboardX import SummaryWriter
 from torchvision.utils import save_image
 
 import demo.preset
@@ -22,6 +21,7 @@ from UNet.unet_model import UNet
 from utils import distributed
 from utils.errors import InputError
 from utils.precision import AutocastGenerator
+from utils.tensorboard import run_writer
 from utils.train_config import resolve_config
 from visualization import save_samples_grid
 
@@ -44,11 +44,11 @@ def test_training_writes_every_output_and_resumes(inputs, tmp_path, capsys, monk
     out = tmp_path / "run"
     writers = []
 
-    def recorded_writer(logdir, **options):
-        writers.append((logdir, options))
-        return SummaryWriter(logdir, **options)
+    def recorded_writer(logdir, resumed_step):
+        writers.append((logdir, resumed_step))
+        return run_writer(logdir, resumed_step)
 
-    monkeypatch.setattr(train_segmentation, "SummaryWriter", recorded_writer)
+    monkeypatch.setattr(train_segmentation, "run_writer", recorded_writer)
     score = train_segmentation.main(command(inputs, out, n_steps=3))
     for name in (
         "segmentation.pth",
@@ -98,8 +98,7 @@ def test_training_writes_every_output_and_resumes(inputs, tmp_path, capsys, monk
     assert "Resuming from" in capsys.readouterr().out
     assert torch.load(out / "checkpoint.pth", weights_only=True)["step"] == 5
     # The continued run drops events an interrupted run logged after its checkpoint (step 3).
-    logdir = str(out / "tensorboard")
-    assert writers == [(logdir, {"purge_step": None}), (logdir, {"purge_step": 4})]
+    assert writers == [(out / "tensorboard", None), (out / "tensorboard", 3)]
 
     straight = tmp_path / "straight"
     train_segmentation.main(command(inputs, straight, n_steps=5))
