@@ -1,9 +1,11 @@
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from tensorboardX import event_file_writer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -25,6 +27,13 @@ def no_mutation_stats_in_subprocesses():
     if os.environ.get("MUTANT_UNDER_TEST") == "stats":
         del os.environ["MUTANT_UNDER_TEST"]
     yield
+
+
+@pytest.fixture
+def event_files_of_one_second(monkeypatch):
+    """tensorboardX names event files by the second: runs of a test start within one second, as runs
+    do on a quick machine, whatever this machine's speed."""
+    monkeypatch.setattr(event_file_writer, "time", SimpleNamespace(time=lambda: 1764950000.0))
 
 
 def load_fixture(name: str) -> dict[str, torch.Tensor]:

@@ -1,14 +1,11 @@
 """The demo world, its discriminator and the demo GAN's training, resuming and export."""
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboardX import event_file_writer
 
 from BigGAN.gan_load import make_big_gan
 from BigGAN.model.BigGAN import Generator
@@ -25,6 +22,7 @@ from demo.world import (
     render_sample,
     write_pairs,
 )
+from tests.tensorboard_events import logged_steps
 from utils.errors import MissingInputError
 
 
@@ -163,16 +161,12 @@ def run_tiny(tmp_path, out_name: str, steps: int, *extra: str) -> None:
     )
 
 
-def test_resumed_training_continues_where_it_stopped(tmp_path, capsys, monkeypatch):
-    # Both runs of "resumed" start within one second (tensorboardX's event file names).
-    monkeypatch.setattr(event_file_writer, "time", SimpleNamespace(time=lambda: 1764950000.0))
+def test_resumed_training_continues_where_it_stopped(tmp_path, capsys, event_files_of_one_second):
     run_tiny(tmp_path, "straight", 3)
     run_tiny(tmp_path, "resumed", 2, "--log_every", "1")
     run_tiny(tmp_path, "resumed", 3, "--log_every", "1")
     assert "resuming" in capsys.readouterr().out
-    events = EventAccumulator(str(tmp_path / "resumed" / "tensorboard"))
-    events.Reload()
-    assert [event.step for event in events.Scalars("train/loss_G")] == [1, 2, 3]
+    assert logged_steps(tmp_path / "resumed")["train/loss_G"] == [1, 2, 3]
     straight = torch.load(tmp_path / "straight" / "checkpoint.pth", weights_only=True)
     resumed = torch.load(tmp_path / "resumed" / "checkpoint.pth", weights_only=True)
     assert straight["step"] == resumed["step"] == 3

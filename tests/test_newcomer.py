@@ -8,13 +8,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 from PIL import Image
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from tensorboardX import event_file_writer
 
 import embed_images
 import evaluate
@@ -23,6 +20,7 @@ import segment
 import train_segmentation
 from demo import figures, random_directions
 from demo import train_gan as demo_train_gan
+from tests.tensorboard_events import logged_steps
 from tests.training_run import command, make_inputs
 from utils import progress
 from utils.errors import InputError
@@ -85,25 +83,17 @@ def test_pictures_of_a_run_are_legible_and_show_predictions(inputs, tmp_path):
         assert picture.size == (3 * 130 + 2, 5 * 130 + 2)
 
 
-def scalar_steps(logdir: Path, tag: str) -> list[int]:
-    events = EventAccumulator(str(logdir))
-    events.Reload()
-    return [event.step for event in events.Scalars(tag)]
-
-
 @pytest.mark.slow
-def test_tensorboard_has_no_doubled_steps_after_a_resume(inputs, tmp_path, monkeypatch):
-    # All runs start within one second (tensorboardX's event file names), as on a quick machine.
-    monkeypatch.setattr(event_file_writer, "time", SimpleNamespace(time=lambda: 1764950000.0))
+def test_tensorboard_has_no_doubled_steps_after_a_resume(inputs, tmp_path, event_files_of_one_second):
     out = tmp_path / "run"
     train_segmentation.main(command(inputs, out, 2))
     shutil.copy(out / "checkpoint.pth", tmp_path / "step2.pth")
     train_segmentation.main(command(inputs, out, 4))
-    assert scalar_steps(out / "tensorboard", "val/loss") == [2, 4]
+    assert logged_steps(out)["val/loss"] == [2, 4]
     # As if the run had been killed after logging step 4 but before saving its checkpoint.
     shutil.copy(tmp_path / "step2.pth", out / "checkpoint.pth")
     train_segmentation.main(command(inputs, out, 4))
-    assert scalar_steps(out / "tensorboard", "val/loss") == [2, 4]
+    assert logged_steps(out)["val/loss"] == [2, 4]
 
 
 def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(monkeypatch):

@@ -4,17 +4,16 @@ import json
 import shlex
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torchvision.utils import save_image
 
 import demo.preset
 import train_segmentation
 import training
 from evaluation import predictions_grid, validation_sets
+from tests.tensorboard_events import logged_scalars, logged_steps
 from tests.training_run import GAN_CONFIG, command, folder_state, make_inputs
 from UNet.unet_load import load_unet
 from UNet.unet_model import UNet
@@ -29,15 +28,6 @@ from visualization import save_samples_grid
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     return make_inputs(tmp_path_factory.mktemp("inputs"))
-
-
-def logged_steps(out: Path) -> dict[str, list[int]]:
-    """Tag -> the steps it was logged at, scalars and images, in the run's TensorBoard folder."""
-    events = EventAccumulator(str(out / "tensorboard"), size_guidance={"scalars": 0, "images": 0})
-    events.Reload()
-    tags = events.Tags()
-    scalars = {tag: [event.step for event in events.Scalars(tag)] for tag in tags["scalars"]}
-    return scalars | {tag: [event.step for event in events.Images(tag)] for tag in tags["images"]}
 
 
 def test_training_writes_every_output_and_resumes(inputs, tmp_path, capsys, monkeypatch):
@@ -145,10 +135,10 @@ def test_learning_rate_decays_by_its_factor_every_interval(inputs, tmp_path):
     ]
     flags += ["--steps_per_validation", "100", "--steps_per_checkpoint_save", "100", "--batch_size", "2"]
     train_segmentation.main(command(inputs, out, n_steps=20) + flags)
-    events = EventAccumulator(str(out / "tensorboard"))
-    events.Reload()
-    logged = {event.step: event.value for event in events.Scalars("train/lr")}
-    assert logged == {10: pytest.approx(0.005), 20: pytest.approx(0.0025)}
+    assert dict(logged_scalars(out / "tensorboard", "train/lr")) == {
+        10: pytest.approx(0.005),
+        20: pytest.approx(0.0025),
+    }
     checkpoint = torch.load(out / "checkpoint.pth", weights_only=False)
     assert checkpoint["opt"]["param_groups"][0]["lr"] == pytest.approx(0.0025)
 
