@@ -13,12 +13,13 @@ Masks are read by one rule (`mask_gray`), as a gray level in [0, 1] that is fore
 
 - label masks, whose values are all 0 or 1 (saved as 0/1 instead of 0/255), are taken as they
   are: 1 is foreground;
-- otherwise values are scaled by the file's bit depth: 8-bit gray/RGB by their gray value / 255
-  (as the original), 1-bit as 0/1, 16-bit by their high byte / 255 (about value / 65535: 32768
-  and above are foreground), so soft masks are thresholded at half of full scale;
-- palette masks are read through their palette colours, except that a mask using only indices
-  0 and 1 whose two colours are both dark or both light (e.g. VOC-style palettes, where index 1
-  is dark red) is a label mask;
+- otherwise values are scaled by the file's bit depth: 8-bit gray by value / 255, colour by its red
+  channel / 255 (the original read masks as RGB and kept channel 0), 1-bit as 0/1, 16-bit by their
+  high byte / 255 (about value / 65535: 32768 and above are foreground), so soft masks are
+  thresholded at half of full scale;
+- palette masks are read through their palette colours (red channel, as RGB), except that a mask
+  using only indices 0 and 1 whose two colours are both dark or both light (e.g. VOC-style palettes,
+  where index 1 is dark red) is a label mask;
 - masks with an alpha channel: where the colour is the same everywhere and the alpha varies
   (a cut-out), alpha is the mask; otherwise alpha is ignored and the colour read as above.
 """
@@ -94,16 +95,23 @@ def _cut_out_alpha(mask: Image.Image) -> Image.Image | None:
     return None
 
 
+def _level(mask: Image.Image) -> Image.Image:
+    """The foreground level as 'L': gray as it is, colour by its red channel (as the original)."""
+    mask = _to_8_bit(mask)
+    gray = mask.mode != "P" and len(mask.getbands()) == 1
+    return mask.convert("L") if gray else mask.convert("RGB").getchannel("R")
+
+
 def _palette_gray(mask: Image.Image) -> Image.Image:
-    """Palette colours as gray, unless indices 0/1 alone are used and their colours do not differ."""
+    """Palette colours' level, unless indices 0/1 alone are used and their colours do not differ."""
     indices = np.asarray(mask)
     if not _is_label(indices):
-        return mask.convert("L")
+        return _level(mask)
     probe = Image.new("P", (2, 1))
     probe.putpalette(mask.getpalette())
     probe.putdata([0, 1])
     dark = np.asarray(probe.convert("L"))[0] < 128
-    return mask.convert("L") if dark[0] != dark[1] else _label_gray(indices)
+    return _level(mask) if dark[0] != dark[1] else _label_gray(indices)
 
 
 def mask_gray(mask: Image.Image) -> Image.Image:
@@ -118,7 +126,7 @@ def mask_gray(mask: Image.Image) -> Image.Image:
     values = np.asarray(mask)
     if _is_label(values):
         return _label_gray(values)
-    return _to_8_bit(mask).convert("L")
+    return _level(mask)
 
 
 def _read(path: Path, convert: Callable[[Image.Image], Image.Image]) -> Image.Image:

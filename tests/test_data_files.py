@@ -174,6 +174,12 @@ MASKS = {
     "LA cut-out": (rgba_mask([(255, 255, 255)] * 3, [0, 128, 127], "LA"), [0, 1, 0]),
     "RGBA, colour": (rgba_mask([(0, 0, 0), (255, 255, 255), (0, 0, 0)], [255, 255, 0]), [0, 1, 0]),
     "RGBA, opaque black": (rgba_mask([(0, 0, 0)] * 2, [255, 255]), [0, 0]),
+    # Coloured masks by their red channel, as the original (luma would give 0, 1, 1, 0).
+    "RGB, coloured": (
+        Image.fromarray(np.array([[[255, 0, 0], [0, 255, 0], [0, 200, 255], [200, 90, 90]]], np.uint8)),
+        [1, 0, 0, 1],
+    ),
+    "palette, coloured": (palette_mask([0, 1, 2, 2], BLACK + [0, 255, 0] + [255, 0, 0]), [0, 0, 1, 1]),
 }
 
 
@@ -235,14 +241,15 @@ def test_dataset_reads_palette_label_masks(tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "1", "P", "RGBA"])
-def test_ordinary_masks_read_as_before(mode):
-    """0/255 and soft 8-bit masks (opaque if with alpha) give PIL's own gray conversion, bit for bit."""
+def test_ordinary_masks_read_as_the_original_read_them(mode):
+    """0/255 and soft 8-bit masks (opaque if with alpha) read as the original did, bit for bit: as RGB,
+    channel 0 (gray masks: their gray value; colour ones: their red channel)."""
     rng = np.random.default_rng(3)
     binary = Image.fromarray((rng.random((20, 30)) > 0.5).astype(np.uint8) * 255)
     soft = Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8))
     for mask in (binary.convert(mode), soft.convert(mode)):
         assert mask_gray(mask).mode == "L"
-        assert np.array_equal(np.asarray(mask_gray(mask)), np.asarray(mask.convert("L")))
+        assert np.array_equal(np.asarray(mask_gray(mask)), np.asarray(mask.convert("RGB"))[..., 0])
 
 
 # --- 16-bit images
