@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Downloads the published BigBiGAN generator, its background direction, the latent embeddings of the
 # training datasets and, on request, the released U-Nets into the folders the scripts look in.
-# Every file is checked (python3 -m utils.verify_download) before it is kept: a download that fails its
+# Every file is checked (python3 -m verify_download) before it is kept: a download that fails its
 # check, or is interrupted, is deleted, so no partial file is ever left. Safe to rerun: a file already
 # present is checked instead of downloaded again. Run with --help for the options.
 set -euo pipefail
@@ -71,7 +71,7 @@ download() {  # download URL FILE
 }
 
 verify() {  # verify KIND FILE: prints what FILE holds, or says on stderr why it is unusable
-    PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$python" -m utils.verify_download "$1" "$2"
+    PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" "$python" -m verify_download "$1" "$2"
 }
 
 fetch() {  # fetch KIND ID DEST: DEST is kept only once it has passed its check

@@ -7,7 +7,7 @@ One float32 row of dim_z values per image, in sorted file order; FILE.files.txt 
 the image of each row. --method invert (default) optimises each image's latent so that G(z) reconstructs
 it (any generator of this project's Generator class; the 128-px BigBiGAN without --gan_config);
 --method tfhub runs the BigBiGAN encoder of a downloaded TF-Hub module (TensorFlow 2), as the original
-work did. See README.md, "Embeddings of your own images (E-BigBiGAN)".
+work did. See docs/embeddings.md.
 """
 
 import argparse
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from BigGAN.gan_load import make_big_gan
-from image_embeddings import (
+from gan_inversion import (
     Embeddings,
     InversionConfig,
     encode_folder_tfhub,
@@ -27,12 +27,12 @@ from image_embeddings import (
     invert_folder,
     save_embeddings,
 )
+from train_config import BIGBIGAN_WEIGHTS, parse_json_object
 from utils.checks import at_least, check_fields
 from utils.cli import add_debug_flag, run_cli
 from utils.device import resolve_device
 from utils.errors import InputError
 from utils.flags import add_flags, device_flag, flag, from_namespace, threads_flag
-from utils.train_config import BIGBIGAN_WEIGHTS, parse_json_object
 
 METHODS = ("invert", "tfhub")
 TFHUB_MODULE = "tfhub/bigbigan-resnet50"

@@ -5,10 +5,10 @@ r"""Find the background-darkening latent direction of a generator and save it as
         --preview images/demo_direction.png
 
 Without --gan_config the generator is the 128-px BigBiGAN. --objective picks this project's variant of
-Melas-Kyriazi et al.'s objective (default) or theirs as published (see direction_search). The direction
+Melas-Kyriazi et al.'s objective (default) or theirs as published (see bg_direction). The direction
 is checked (a finite unit vector from a search that did not diverge) before it is saved, atomically, with
 torch.save as a plain float32 tensor (loadable with torch.load(weights_only=True)); the script then
-prints its rating (see direction_search.rate_direction), on latents drawn from --z if given.
+prints its rating (see bg_direction.rate_direction), on latents drawn from --z if given.
 """
 
 import argparse
@@ -19,8 +19,7 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from BigGAN.gan_load import make_big_gan
-from direction_search import (
+from bg_direction import (
     DirectionSearchConfig,
     TwoMapFitConfig,
     check_test_rows,
@@ -29,6 +28,8 @@ from direction_search import (
     shift_dim,
     shift_masks,
 )
+from BigGAN.gan_load import make_big_gan
+from train_config import parse_json_object
 from utils.checks import at_least, check_fields
 from utils.cli import add_debug_flag, run_cli
 from utils.device import resolve_device
@@ -36,7 +37,6 @@ from utils.errors import InputError
 from utils.flags import add_flags, device_flag, flag, from_namespace, threads_flag
 from utils.inputs import load_embeddings
 from utils.run_files import atomic_torch_save
-from utils.train_config import parse_json_object
 
 
 @dataclass

@@ -11,11 +11,11 @@ from torchvision.transforms.functional import to_pil_image
 
 import train_segmentation
 from BigGAN.gan_load import make_big_gan
-from evaluation import Scores, ValidationSet, evaluate_model, predictions_grid, validation_sets
+from evaluate import Scores, ValidationSet, evaluate_model, predictions_grid, validation_sets
 from gan_mask_gen import MaskGenerator
-from training import build_mask_generator
+from train_config import SegmentationTrainParams
+from train_segmentation import build_mask_generator
 from utils.inputs import load_direction
-from utils.train_config import SegmentationTrainParams
 from visualization import samples_grid
 
 # A demo run short enough for a notebook on a CPU (about a minute), for when no trained run exists.

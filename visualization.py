@@ -2,7 +2,7 @@
 
 Tiles are drawn at `TILE` pixels a side, so that 32-px demo samples are as legible as 128-px
 BigBiGAN ones: enlarged by whole factors with nearest-neighbour sampling (pixels stay sharp),
-otherwise resized bilinearly.
+otherwise resized bilinearly. The first column of a grid names its rows.
 """
 
 from collections.abc import Sequence
@@ -11,11 +11,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
+from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid, save_image
 
 FOREGROUND_COLOR = (1.0, 0.15, 0.15)
 PREDICTION_COLOR = (0.1, 0.9, 0.2)
 TILE = 128
+LABEL_FONT_SIZE = 16
 
 
 def as_tiles(batch: torch.Tensor, side: int = TILE) -> torch.Tensor:
@@ -60,6 +62,20 @@ def masks_as_images(masks: torch.Tensor) -> torch.Tensor:
     return masks.detach().float().cpu().unsqueeze(1).expand(-1, 3, -1, -1)
 
 
+def label_tile(text: str, side: int = TILE) -> torch.Tensor:
+    """A white [3, side, side] tile with `text` in black, naming the row it starts."""
+    tile = Image.new("RGB", (side, side), "white")
+    ImageDraw.Draw(tile).text((4, side // 2), text, fill="black", anchor="lm", font=label_font())
+    return TF.to_tensor(tile)
+
+
+def label_font() -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=LABEL_FONT_SIZE)
+    except TypeError:  # Pillow < 10.1 has one bitmap size
+        return ImageFont.load_default()
+
+
 def samples_grid(
     images: torch.Tensor,
     masks: torch.Tensor | None,
@@ -67,19 +83,22 @@ def samples_grid(
     count: int = 8,
     tile: int = TILE,
 ) -> torch.Tensor:
-    """A grid with one column per sample and rows: image, then mask and its overlay (when `masks` are
-    given), then the predicted probability and the overlay of its 0.5 threshold (when given)."""
+    """A grid with a column of row names, then one column per sample; rows: image, then the true mask
+    and its overlay (when `masks` are given), then the predicted probability and the overlay of its 0.5
+    threshold, the prediction (when given)."""
     images = images[:count]
-    rows = [to_unit_range(images.detach().float().cpu())]
+    rows = {"image": to_unit_range(images.detach().float().cpu())}
     if masks is not None:
         masks = masks[:count]
-        rows += [masks_as_images(masks), overlay_masks(images, masks)]
+        rows |= {"true mask": masks_as_images(masks), "overlay": overlay_masks(images, masks)}
     if predictions is not None:
         predictions = predictions[:count]
-        rows += [masks_as_images(predictions), overlay_masks(images, predictions > 0.5, PREDICTION_COLOR)]
-    return make_grid(
-        torch.cat([as_tiles(row, tile) for row in rows]), nrow=len(images), padding=2, pad_value=1.0
-    )
+        rows |= {
+            "probability": masks_as_images(predictions),
+            "prediction": overlay_masks(images, predictions > 0.5, PREDICTION_COLOR),
+        }
+    tiles = [torch.cat([label_tile(name, tile)[None], as_tiles(row, tile)]) for name, row in rows.items()]
+    return make_grid(torch.cat(tiles), nrow=len(images) + 1, padding=2, pad_value=1.0)
 
 
 def save_samples_grid(path: str | Path, *args, **kwargs) -> None:

@@ -3,7 +3,7 @@
     torchrun --standalone --nproc-per-node 2 -m bench.ddp_worker --steps 10
 
 Each process synthesises its share of the demo preset's batch and DistributedDataParallel averages the
-gradients, with the engine's own functions (`training.py`), without logging, evaluation or files.
+gradients, with the engine's own functions (`train_segmentation.py`), without logging, evaluation or files.
 """
 
 import argparse
@@ -13,11 +13,10 @@ import time
 import torch
 
 from gan_mask_gen import MaskStream
-from train_segmentation import _demo_preset
-from training import distributed_model, load_inputs, rank_mask_generator
+from train_config import resolve_config
+from train_segmentation import _demo_preset, distributed_model, load_inputs, rank_mask_generator
 from UNet.unet_model import UNet
 from utils import distributed
-from utils.train_config import resolve_config
 
 
 def main() -> None:

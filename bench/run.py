@@ -44,10 +44,10 @@ from tests.reference_impl import (
     uncached_spectral_norm,
 )
 from tests.weight_fill import fill_module
+from train_config import SegmentationTrainParams
 from UNet.unet_model import UNet
 from utils.inputs import load_direction
 from utils.precision import AutocastGenerator
-from utils.train_config import SegmentationTrainParams
 
 
 @dataclass(frozen=True)

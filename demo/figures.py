@@ -15,10 +15,10 @@ from BigGAN.gan_load import make_big_gan
 from data import SegmentationDataset
 from demo.world import ensure_heldout_folder
 from postprocessing import SegmentationInference
-from training import build_mask_generator
+from train_config import resolve_config
+from train_segmentation import build_mask_generator
 from UNet.unet_load import load_unet
 from utils.inputs import load_direction
-from utils.train_config import resolve_config
 from visualization import save_samples_grid
 
 

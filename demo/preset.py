@@ -7,7 +7,7 @@ from data import SegmentationDataset
 from demo.assets import DEMO_DIRECTION_PATH, DEMO_GENERATOR_CONFIG, DEMO_GENERATOR_PATH
 from demo.baselines import evaluate_baselines, summary
 from demo.world import ensure_heldout_folder, ensure_validation_folder
-from evaluation import Scores, ValidationSet
+from evaluate import Scores, ValidationSet
 
 # Chosen on the validation seed range (demo.world.SEED_RANGES.validation), never on the test range.
 DEMO_TRAINING = {

@@ -12,7 +12,7 @@ from demo.world import ensure_heldout_folder
 # (34 s) the U-Net scored 0.807 mean IoU on the 500 held-out images against 0.567 for Otsu, the best
 # baseline: a lead of 0.24. Requiring half of it leaves room for other CPUs' arithmetic and thread counts
 # while still failing when the direction, the mask pipeline or the training loop is broken (most random
-# directions score below 0.1, see README).
+# directions score below 0.1, see docs/experiments.md).
 REQUIRED_MARGIN = 0.12
 
 

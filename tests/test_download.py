@@ -22,7 +22,7 @@ from BigGAN.model.BigGAN import Generator
 from tests.conftest import read_keys_file
 from UNet.unet_model import UNet
 from utils.errors import UserError
-from utils.verify_download import verify
+from verify_download import verify
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "download_all.sh"
@@ -305,7 +305,7 @@ def test_files_of_the_wrong_shape_are_rejected(tmp_path):
 def test_the_command_line_prints_the_check_or_the_reason(tmp_path):
     np.save(tmp_path / "z.npy", np.ones((5, 120), dtype=np.float32))
     (tmp_path / "page.npy").write_bytes(HTML_PAGE)
-    command = [sys.executable, "-m", "utils.verify_download", "embeddings"]
+    command = [sys.executable, "-m", "verify_download", "embeddings"]
     good = subprocess.run([*command, str(tmp_path / "z.npy")], cwd=REPO, capture_output=True, text=True)
     assert (good.returncode, good.stdout) == (0, "ok: 5 latent embeddings of 120 values, all finite\n")
     bad = subprocess.run([*command, str(tmp_path / "page.npy")], cwd=REPO, capture_output=True, text=True)

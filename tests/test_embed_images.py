@@ -12,7 +12,7 @@ from PIL import Image
 import embed_images
 from BigGAN.gan_load import make_big_gan
 from demo.assets import DEMO_GENERATOR_CONFIG, DEMO_GENERATOR_CONFIG_PATH, DEMO_GENERATOR_PATH
-from image_embeddings import TFHUB_INSTALL_HINT, file_list_path, generator_inputs
+from gan_inversion import TFHUB_INSTALL_HINT, file_list_path, generator_inputs, pixel_errors
 from tests.notebooks import execute_notebook, image_count, printed_text
 from tf_tools.tfhub_module import MODULE_URL
 from utils.cli import run_cli
@@ -60,17 +60,27 @@ def test_images_of_known_latents_are_reconstructed(demo_generator, known_latents
     assert error <= 0.1 * baseline, (error, baseline)
 
 
-def test_embeddings_do_not_depend_on_the_run_or_the_batch_size(known_latents_folder, tmp_path):
+def test_embeddings_do_not_depend_on_the_run_and_reconstruct_as_well_at_any_batch_size(
+    demo_generator, known_latents_folder, tmp_path
+):
     runs = {"a": ["--batch_size", "8"], "b": ["--batch_size", "8"], "c": ["--batch_size", "3"]}
     for name, flags in runs.items():
         assert (
             embed(known_latents_folder, tmp_path / f"{name}.npy", "--device", "cpu", "--steps", "20", *flags)
             == 0
         )
-    a, b, c = (np.load(tmp_path / f"{name}.npy") for name in runs)
-    assert np.array_equal(a, b)
-    # Another batch size changes the float rounding of the convolutions, which Adam amplifies a little.
-    np.testing.assert_allclose(a, c, atol=0.05)
+    a, b, c = (torch.from_numpy(np.load(tmp_path / f"{name}.npy")) for name in runs)
+    assert torch.equal(a, b)
+    # Another batch size changes only the float rounding of the convolutions, which Adam can amplify in
+    # a latent (by how much depends on the machine). What a user gets must not change: each row is still
+    # its own image's, and reconstructs it as well, within a tenth of what the inversion gained over z = 0.
+    assert torch.equal(torch.cdist(c, a).argmin(dim=1), torch.arange(len(a)))
+    targets = torch.stack(list(generator_inputs(known_latents_folder, 32)))
+    with torch.no_grad():
+        start, error_a, error_c = (
+            pixel_errors(demo_generator, z, targets) for z in (torch.zeros_like(a), a, c)
+        )
+    assert ((error_c - error_a).abs() < 0.1 * (start - error_a)).all()
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""evaluation.py and evaluate.py: the paper's numbers as metrics.model_metrics gives them, the SOD numbers
+"""evaluate.py: the paper's numbers as metrics.model_metrics gives them, the SOD numbers
 as pysodmetrics gives them, one table for several models and folders."""
 
 import json
@@ -9,10 +9,9 @@ import torch
 from PIL import Image
 
 import evaluate
-from evaluation import Scores, ValidationSet, evaluate_model, validation_sets
-from metrics import F_max, IoU, accuracy, model_metrics
+from evaluate import Scores, ValidationSet, evaluate_model, validation_sets
+from metrics import F_max, IoU, accuracy, model_metrics, probability_to_uint8
 from postprocessing import SegmentationInference, Threshold
-from sod_metrics import probability_to_uint8
 from UNet.unet_model import UNet
 from utils.errors import InputError
 

@@ -7,12 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-import direction_search
+import bg_direction
 import find_direction
-from BigGAN.gan_load import UnconditionalBigGAN, make_biggan_config
-from BigGAN.model.BigGAN import Generator
-from demo.assets import DEMO_GENERATOR_CONFIG
-from direction_search import (
+from bg_direction import (
     KORNIA_SOBEL_EPS,
     MELAS_KYRIAZI,
     BestOfAffineMaps,
@@ -36,7 +33,10 @@ from direction_search import (
     sobel_magnitude,
     two_map_fit_error,
 )
-from direction_search import find_direction as search
+from bg_direction import find_direction as search
+from BigGAN.gan_load import UnconditionalBigGAN, make_biggan_config
+from BigGAN.model.BigGAN import Generator
+from demo.assets import DEMO_GENERATOR_CONFIG
 from gan_mask_gen import rgb2gray
 from tests.weight_fill import fill_module
 from utils.cli import run_cli
@@ -457,7 +457,7 @@ def test_rating_shares_are_those_of_64_latents_with_seed_1_shifted_by_the_radius
 def test_rating_fits_two_maps_at_its_own_radius_by_default(monkeypatch):
     configs = []
     monkeypatch.setattr(
-        direction_search, "two_map_fit_error", lambda G, d, config, zs: configs.append(config) or 0.5
+        bg_direction, "two_map_fit_error", lambda G, d, config, zs: configs.append(config) or 0.5
     )
     G = demo_generator()
     assert rate_direction(G, torch.ones(G.dim_z), samples=2, radius=3.0)["two_map_fit_error"] == 0.5

@@ -20,11 +20,13 @@ import segment
 import train_segmentation
 from demo import figures, random_directions
 from demo import train_gan as demo_train_gan
+from tests.environments import venv_seeing_these_packages
 from tests.tensorboard_events import logged_steps
 from tests.training_run import command, make_inputs
+from train_config import build_parser
 from utils import progress
 from utils.errors import InputError
-from utils.train_config import build_parser
+from visualization import samples_grid
 
 REPO = Path(__file__).resolve().parents[1]
 PARSERS = {
@@ -75,15 +77,26 @@ def test_pictures_of_a_run_are_legible_and_show_predictions(inputs, tmp_path):
     out = tmp_path / "run"
     train_segmentation.main(command(inputs, out, 2))
     with Image.open(out / "gen_sample.png") as picture:
-        # 64-px samples drawn as 128-px tiles: image, mask, overlay rows for 4 samples.
-        assert picture.size == (4 * 130 + 2, 3 * 130 + 2)
+        # 64-px samples drawn as 128-px tiles: image, mask, overlay rows for 4 samples, after the names.
+        assert picture.size == (5 * 130 + 2, 3 * 130 + 2)
     with Image.open(out / "predictions_synthetic.png") as picture:
-        assert picture.size == (4 * 130 + 2, 5 * 130 + 2)
+        assert picture.size == (5 * 130 + 2, 5 * 130 + 2)
     with Image.open(out / "predictions_ds.png") as picture:
-        assert picture.size == (3 * 130 + 2, 5 * 130 + 2)
+        assert picture.size == (4 * 130 + 2, 5 * 130 + 2)
 
 
 @pytest.mark.slow
+def test_every_row_of_a_prediction_picture_is_named():
+    """The first column names the rows (image, true mask, overlay, probability, prediction): five tiles
+    with text, each different."""
+    images, masks, probabilities = torch.zeros(2, 3, 8, 8), torch.ones(2, 8, 8), torch.full((2, 8, 8), 0.7)
+    grid = samples_grid(images, masks, probabilities)
+    names = [grid[:, 2 + row * 130 : 130 + row * 130, 2:130] for row in range(5)]
+    assert all((name < 0.5).any() for name in names)
+    assert len({name.numpy().tobytes() for name in names}) == 5
+    assert samples_grid(images, masks).shape[1] == 3 * 130 + 2
+
+
 def test_tensorboard_has_no_doubled_steps_after_a_resume(inputs, tmp_path, event_files_of_one_second):
     out = tmp_path / "run"
     train_segmentation.main(command(inputs, out, 2))
@@ -133,11 +146,7 @@ def test_readme_python_snippet_runs_as_printed(tmp_path):
 
 @pytest.mark.slow
 def test_editable_install_makes_the_modules_importable_from_anywhere(tmp_path):
-    venv = tmp_path / "venv"
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True
-    )
-    python = str(venv / "bin/python")
+    python = str(venv_seeing_these_packages(tmp_path / "venv", with_pip=False))
     install = [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "-e", str(REPO)]
     subprocess.run(install, check=True, capture_output=True)
     probe = "import train_segmentation, demo.assets as a; print(a.DEMO_GENERATOR_PATH.is_file())"

@@ -3,8 +3,8 @@ import py_sod_metrics  # requirements-dev.txt: the comparison must run, not skip
 import pytest
 import torch
 
-import sod_metrics
-from sod_metrics import SODMetrics, probability_to_uint8
+import metrics
+from metrics import SODMetrics, probability_to_uint8
 
 SIZES = [(8, 9), (32, 32), (45, 30), (17, 64)]
 
@@ -151,6 +151,6 @@ def test_update_refuses_other_types_and_shapes_and_results_needs_images():
 def test_counts_are_per_level_at_or_above_it():
     """Level t counts pixels with floor(255 p) >= t; the results' max and mean alone cannot show the order."""
     p = np.array([[0.0, 1 / 255, 1.0]])
-    n_pred, tp = sod_metrics._counts_at_levels(p, np.array([[False, True, True]]))
+    n_pred, tp = metrics._counts_at_levels(p, np.array([[False, True, True]]))
     assert n_pred.tolist() == [3, 2] + [1] * 254
     assert tp.tolist() == [2, 2] + [1] * 254

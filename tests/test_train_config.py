@@ -5,14 +5,14 @@ import json
 import pytest
 
 from gan_mask_gen import MaskSynthesizing
-from utils.errors import InputError
-from utils.train_config import (
+from train_config import (
     SegmentationTrainParams,
     build_parser,
     flag_fields,
     resolve_config,
     resume_changes,
 )
+from utils.errors import InputError
 
 
 def test_defaults_are_those_of_the_original_work():
@@ -197,8 +197,9 @@ def test_device_accepts_the_original_gpu_index(given, device):
 def test_faithful_reproduces_the_original_training():
     config = resolve_config(["--out", "x", "--faithful"])
     assert (config.params.batch_size, config.params.n_steps) == (94, 12001)
-    assert config.params.synthetic_loss_train_mode
+    assert config.params.synthetic_loss_train_mode and config.run.precision == "fp32"
     assert resolve_config(["--out", "x", "--faithful", "--n_steps", "5"]).params.n_steps == 5
+    assert resolve_config(["--out", "x", "--faithful", "--precision", "bf16"]).run.precision == "bf16"
 
 
 def test_resume_allows_logging_and_length_changes_only():
@@ -371,10 +372,10 @@ def test_missing_and_unmatched_flags_are_explained(argv, message):
 HELP_TEXTS = [
     "usage: train_segmentation.py --out DIR [--demo | --gan_weights FILE --bg_direction FILE ...] [options]",
     "Train a U-Net for object segmentation on GAN-synthesised image/mask pairs, then evaluate it on "
-    "image/mask folders. See README.md.",
+    "image/mask folders. See docs/training.md.",
     "--args JSON a run's args.json (this project's or the original's)",
-    "--demo the embedded demo world: runs anywhere, 3-6 min on 2 CPU cores",
-    "--faithful the original's training: 94 samples per step, 12,001 updates, train-mode test loss",
+    "--demo the embedded demo world: runs anywhere, in minutes on a CPU (docs/demo.md)",
+    "--faithful the original's training: 94 samples per step, 12,001 updates, train-mode test loss, fp32",
     "--gen_devices GPU [GPU ...] the original's generator GPUs: k of them make the batch "
     "k × (batch_size // k) samples",
     "inputs, outputs and hardware:",

@@ -18,7 +18,6 @@ import torch
 from PIL import Image
 
 import train_segmentation
-import training
 from gan_mask_gen import MaskGenerationError
 from tests.training_run import command, folder_state, make_inputs
 from UNet.unet_model import UNet
@@ -203,9 +202,9 @@ def test_synthetic_loss_in_train_mode_moves_batch_norm_statistics(inputs, tmp_pa
     model = UNet(base_width=4).eval()
     test_set = [(torch.randn(3, 3, 32, 32), torch.randint(0, 2, (3, 32, 32)))]
     stats = {k: v.clone() for k, v in model.state_dict().items() if "running_mean" in k}
-    training.synthetic_loss(model, test_set)
+    train_segmentation.synthetic_loss(model, test_set)
     assert all(torch.equal(model.state_dict()[k], v) for k, v in stats.items())
-    training.synthetic_loss(model, test_set, train_mode=True)
+    train_segmentation.synthetic_loss(model, test_set, train_mode=True)
     assert not any(torch.equal(model.state_dict()[k], v) for k, v in stats.items())
     assert not model.training
 
@@ -279,6 +278,8 @@ class PoisonedUNet(UNet):
 def test_non_finite_weights_stop_the_run_before_they_are_saved(inputs, tmp_path, monkeypatch):
     monkeypatch.setattr(train_segmentation, "UNet", PoisonedUNet)
     out = tmp_path / "run"
-    with pytest.raises(training.DivergenceError, match="diverged at step 2: 1 U-Net tensors are not finite"):
+    with pytest.raises(
+        train_segmentation.DivergenceError, match="diverged at step 2: 1 U-Net tensors are not finite"
+    ):
         train_segmentation.main(command(inputs, out, 4))
     assert not (out / "checkpoint.pth").exists() and not (out / "segmentation.pth").exists()

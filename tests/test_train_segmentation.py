@@ -11,17 +11,16 @@ from torchvision.utils import save_image
 
 import demo.preset
 import train_segmentation
-import training
-from evaluation import predictions_grid, validation_sets
+from evaluate import predictions_grid, validation_sets
 from tests.tensorboard_events import logged_scalars, logged_steps
 from tests.training_run import GAN_CONFIG, command, folder_state, make_inputs
+from train_config import resolve_config
 from UNet.unet_load import load_unet
 from UNet.unet_model import UNet
 from utils import distributed
 from utils.errors import InputError
 from utils.precision import AutocastGenerator
 from utils.tensorboard import run_writer
-from utils.train_config import resolve_config
 from visualization import save_samples_grid
 
 
@@ -99,7 +98,7 @@ def test_training_writes_every_output_and_resumes(inputs, tmp_path, capsys, monk
 
 
 def test_args_file_reproduces_a_run_configuration(inputs, tmp_path):
-    from utils.train_config import resolve_config
+    from train_config import resolve_config
 
     first = resolve_config(command(inputs, tmp_path / "a", n_steps=2))
     (tmp_path / "args.json").write_text(json.dumps(first.to_json()))
@@ -247,7 +246,11 @@ def launched_as(ranks: distributed.Ranks, monkeypatch) -> list[tuple[str, tuple]
     monkeypatch.setattr(distributed, "ranks_from_environment", lambda: ranks)
     for name in ("start", "finish", "barrier", "raise_if_any_failed"):
         monkeypatch.setattr(distributed, name, lambda *args, name=name: calls.append((name, args)))
-    monkeypatch.setattr(train_segmentation, "train_segmentation", lambda *args: calls.append(("train", args)))
+    monkeypatch.setattr(
+        train_segmentation,
+        "train_segmentation",
+        lambda *args, **keywords: calls.append(("train", args + (keywords,))),
+    )
     return calls
 
 
@@ -271,11 +274,11 @@ def test_other_processes_train_their_share_and_write_nothing(inputs, tmp_path, m
     assert [name for name, _ in calls] == ["start", "raise_if_any_failed", "train", "barrier", "finish"]
     assert calls[0][1] == (ranks, cpu) and calls[1][1] == (None, ranks, cpu)
     assert calls[3][1] == calls[4][1] == (ranks,)
-    model, mask_generator, test_set, val_set, config, device, writer, checkpoint, given_ranks = calls[2][1]
+    model, mask_generator, config, device, keywords = calls[2][1]
     assert isinstance(model, UNet) and model.inc.double_conv[0].out_channels == 4
-    assert mask_generator.p.batch_size == 2 and test_set == [] and val_set is None and writer is None
+    assert mask_generator.p.batch_size == 2 and set(keywords) == {"checkpoint", "ranks"}  # no log
     assert config.run.world_size == 2 and config.params.n_steps == 4 and device == cpu
-    assert checkpoint["step"] == 2 and given_ranks is ranks
+    assert keywords["checkpoint"]["step"] == 2 and keywords["ranks"] is ranks
     assert folder_state(out) == written
 
 
@@ -288,9 +291,10 @@ def test_the_main_process_of_a_launch_trains_with_the_others_then_writes_the_res
     score = train_segmentation.main(command(inputs, out, n_steps=2))
 
     assert [name for name, _ in calls] == ["start", "raise_if_any_failed", "train", "barrier", "finish"]
-    _, mask_generator, test_set, val_set, config, _, writer, checkpoint, given_ranks = calls[2][1]
-    assert mask_generator.p.batch_size == 2 and len(test_set) == 2 and val_set.name == "ds"
-    assert writer is not None and checkpoint is None and given_ranks is ranks
+    _, mask_generator, config, _, keywords = calls[2][1]
+    log = keywords["log"]
+    assert mask_generator.p.batch_size == 2 and len(log.test_set) == 2 and log.val_set.name == "ds"
+    assert log.writer is not None and keywords["checkpoint"] is None and keywords["ranks"] is ranks
     assert json.loads((out / "score.json").read_text()) == score and set(score) == {"synthetic", "ds"}
 
 
@@ -305,8 +309,10 @@ def test_prepare_draws_the_test_set_from_the_embeddings_with_noise(inputs, tmp_p
     loaded, test_set = train_segmentation.prepare(config, distributed.SINGLE_PROCESS, cpu)
     assert torch.equal(loaded.zs, zs) and [val_set.name for val_set in loaded.val_sets] == ["ds"]
     assert isinstance(loaded.G, AutocastGenerator) and loaded.G.device_type == "cpu"
-    generator = training.build_mask_generator(loaded.G, loaded.direction, config.params, zs, 0.3, 6, cpu)
-    expected = training.make_test_set(generator, 6)
+    generator = train_segmentation.build_mask_generator(
+        loaded.G, loaded.direction, config.params, zs, 0.3, 6, cpu
+    )
+    expected = train_segmentation.make_test_set(generator, 6)
     assert len(test_set) == len(expected) == 2
     for (images, masks), (expected_images, expected_masks) in zip(test_set, expected, strict=True):
         assert torch.equal(images, expected_images) and torch.equal(masks, expected_masks)
@@ -325,3 +331,15 @@ def test_prepare_raises_the_first_problem_of_its_process(inputs, tmp_path):
     flags = [*command(inputs, tmp_path / "run", 1), "--bg_direction", str(tmp_path / "none.pth")]
     with pytest.raises(FileNotFoundError, match="--bg_direction"):
         train_segmentation.prepare(resolve_config(flags), distributed.SINGLE_PROCESS, torch.device("cpu"))
+
+
+@pytest.mark.parametrize(("flags", "precision"), [((), "bf16"), (("--faithful",), "fp32")])
+def test_on_cuda_the_faithful_run_records_fp32_and_the_default_bf16(flags, precision, tmp_path, monkeypatch):
+    """The original trained in float32: --faithful keeps it on a GPU, where the default is bf16."""
+    monkeypatch.setattr(train_segmentation, "resolve_device", lambda name: torch.device("cuda"))
+    config = resolve_config(["--out", str(tmp_path / "run"), *flags])
+    config, device = train_segmentation.launch_config(config, distributed.Ranks())
+    assert device == torch.device("cuda")
+    test_set = [(torch.zeros(1, 3, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long))]
+    train_segmentation.write_run_files(tmp_path / "run", config, ["--out", "run", *flags], test_set)
+    assert json.loads((tmp_path / "run" / "args.json").read_text())["precision"] == precision

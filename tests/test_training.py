@@ -11,18 +11,18 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torchvision.utils import save_image
 
-import training
+import train_segmentation
 from BigGAN.gan_load import make_biggan_config
 from BigGAN.model.BigGAN import Generator
-from evaluation import evaluate_model, predictions_grid, validation_sets
+from evaluate import evaluate_model, predictions_grid, validation_sets
 from postprocessing import connected_components_filter
 from tests.training_run import make_inputs
 from tests.weight_fill import fill_module
+from train_config import resolve_config
 from UNet.unet_model import UNet
 from utils.distributed import Ranks, rank_seed
 from utils.errors import InputError
 from utils.stop_signals import StopRequested
-from utils.train_config import resolve_config
 from utils.weights import WeightsError
 
 
@@ -59,14 +59,18 @@ def config(*flags: str):
 def test_each_process_synthesises_its_share_of_the_batch_from_its_own_stream():
     inputs = SimpleNamespace(G=torch.nn.Identity(), direction=torch.ones(4), zs=torch.randn(3, 4))
     run = config("--batch_size", "6", "--seed", "3", "--z_noise", "0.25")
-    generator = training.rank_mask_generator(inputs, run, Ranks(rank=1, world_size=3), "cpu")
+    generator = train_segmentation.rank_mask_generator(inputs, run, Ranks(rank=1, world_size=3), "cpu")
     assert generator.p.batch_size == 2 and generator.z_noise == 0.25 and torch.equal(generator.zs, inputs.zs)
     expected = torch.Generator().manual_seed(rank_seed(3, 1)).get_state()
     assert torch.equal(generator.rng.get_state(), expected)
-    one_each = training.rank_mask_generator(inputs, config("--batch_size", "3"), Ranks(world_size=3), "cpu")
+    one_each = train_segmentation.rank_mask_generator(
+        inputs, config("--batch_size", "3"), Ranks(world_size=3), "cpu"
+    )
     assert one_each.p.batch_size == 1
     with pytest.raises(InputError, match=r"^--batch_size 2 leaves no samples for 3 processes$"):
-        training.rank_mask_generator(inputs, config("--batch_size", "2"), Ranks(rank=0, world_size=3), "cpu")
+        train_segmentation.rank_mask_generator(
+            inputs, config("--batch_size", "2"), Ranks(rank=0, world_size=3), "cpu"
+        )
 
 
 @pytest.mark.parametrize(
@@ -75,7 +79,9 @@ def test_each_process_synthesises_its_share_of_the_batch_from_its_own_stream():
 def test_mask_generator_filters_connected_components_unless_told_not_to(flag, postprocessing):
     params = config(*flag).params
     zs = torch.randn(3, 4)
-    generator = training.build_mask_generator(torch.nn.Identity(), torch.ones(4), params, zs, 0.5, 7, "cpu")
+    generator = train_segmentation.build_mask_generator(
+        torch.nn.Identity(), torch.ones(4), params, zs, 0.5, 7, "cpu"
+    )
     assert generator.mask_postprocessing == postprocessing and generator.p is params
     assert torch.equal(generator.zs, zs) and generator.z_noise == 0.5
     assert torch.equal(generator.rng.get_state(), torch.Generator().manual_seed(7).get_state())
@@ -97,14 +103,16 @@ class CountingGenerator:
 @pytest.mark.parametrize("count, batches", [(4, 2), (5, 3), (1, 1)])
 def test_test_set_has_enough_batches_for_its_sample_count(count, batches, monkeypatch):
     shown = []
-    monkeypatch.setattr(training, "progress_bar", lambda items, **options: shown.append(options) or items)
-    assert training.make_test_set(CountingGenerator(), count) == list(range(1, batches + 1))
+    monkeypatch.setattr(
+        train_segmentation, "progress_bar", lambda items, **options: shown.append(options) or items
+    )
+    assert train_segmentation.make_test_set(CountingGenerator(), count) == list(range(1, batches + 1))
     assert shown == [{"desc": "synthetic test set", "leave": False}]
 
 
 def test_synthetic_loss_is_the_mean_cross_entropy_and_keeps_the_mode():
     model, test_set = tiny_model().train(), synthetic_batches(3)
-    loss = training.synthetic_loss(model, test_set)
+    loss = train_segmentation.synthetic_loss(model, test_set)
     assert model.training
     model.eval()
     with torch.no_grad():
@@ -115,16 +123,19 @@ def test_synthetic_loss_is_the_mean_cross_entropy_and_keeps_the_mode():
 
 def test_non_finite_weights_are_named():
     model = tiny_model()
-    assert training.non_finite_weights(model) == []
+    assert train_segmentation.non_finite_weights(model) == []
     with torch.no_grad():
         model.outc.conv.bias[0] = math.inf
         model.inc.double_conv[1].running_mean[0] = math.nan
-    assert training.non_finite_weights(model) == ["inc.double_conv.1.running_mean", "outc.conv.bias"]
+    assert train_segmentation.non_finite_weights(model) == [
+        "inc.double_conv.1.running_mean",
+        "outc.conv.bias",
+    ]
 
 
 def test_one_process_trains_the_model_itself():
     model = tiny_model()
-    assert training.distributed_model(model, Ranks(), torch.device("cpu")) is model
+    assert train_segmentation.distributed_model(model, Ranks(), torch.device("cpu")) is model
 
 
 def test_several_cpu_processes_wrap_the_model_without_synchronised_batch_norm(tmp_path):
@@ -134,7 +145,9 @@ def test_several_cpu_processes_wrap_the_model_without_synchronised_batch_norm(tm
     )
     try:
         model = tiny_model()
-        wrapped = training.distributed_model(model, Ranks(rank=0, world_size=2), torch.device("cpu"))
+        wrapped = train_segmentation.distributed_model(
+            model, Ranks(rank=0, world_size=2), torch.device("cpu")
+        )
         assert isinstance(wrapped, DistributedDataParallel) and wrapped.module is model
         assert not any(isinstance(m, torch.nn.SyncBatchNorm) for m in wrapped.modules())
     finally:
@@ -145,10 +158,9 @@ def test_steps_log_loss_and_rate_every_10_steps_test_loss_and_samples_at_their_i
     run = config("--n_steps", "12", "--steps_per_log", "4", "--steps_per_validation", "6", "--rate", "0.5")
     writer, model = RecordingWriter(), tiny_model()
     progress = SimpleNamespace(postfix=[], set_postfix=lambda **values: progress.postfix.append(values))
-    scheduler = SimpleNamespace(get_last_lr=lambda: [0.5])
     test_set = synthetic_batches(1)
     for step in range(1, 13):
-        training.log_step(writer, model, test_set, None, run, "cpu", step, 0.125, scheduler, progress)
+        train_segmentation.RunLog(writer, test_set, None, run, "cpu").step(model, step, 0.125, 0.5, progress)
     assert writer.logged == [
         ("scalar", "val/loss", 4),
         ("image", "synthetic/samples", 6),
@@ -165,7 +177,9 @@ def test_steps_log_loss_and_rate_every_10_steps_test_loss_and_samples_at_their_i
 def test_final_scores_are_logged_per_folder_and_metric():
     writer = RecordingWriter()
     entry = {"id": {"F_max": 0.5}, "thr": {"IoU": 0.25, "accuracy": 0.75}}
-    training.log_scores(writer, {"synthetic": entry, "ds": entry, "baselines": {"mean": {}}}, 40)
+    train_segmentation.RunLog(writer, [], None, config(), "cpu").scores(
+        {"synthetic": entry, "ds": entry, "baselines": {"mean": {}}}, 40
+    )
     assert writer.logged == [
         ("scalar", f"final/{name}/{metric}", 40)
         for name in ("synthetic", "ds")
@@ -175,7 +189,7 @@ def test_final_scores_are_logged_per_folder_and_metric():
 
 def test_score_table_has_one_row_per_scored_folder(capsys):
     entry = {"id": {"F_max": 0.91234}, "thr": {"IoU": 0.5, "accuracy": 0.987654}}
-    training.print_table({"synthetic": entry, "baselines": {"mean": {}}})
+    train_segmentation.print_table({"synthetic": entry, "baselines": {"mean": {}}})
     assert capsys.readouterr().out == (
         "\ndataset                    F_max     IoU  accuracy\n"
         "synthetic                  0.912   0.500     0.988\n"
@@ -200,14 +214,16 @@ def train(out, model, source, n_steps=1, checkpoint=None, ranks=None, flags=()) 
     run = config("--n_steps", str(n_steps), "--out", str(out), *flags)
     ranks = ranks or Ranks()
     writer = RecordingWriter() if ranks.is_main else None
-    test_set = synthetic_batches(1) if ranks.is_main else []
     cpu = torch.device("cpu")
-    training.train_segmentation(model, source, test_set, None, run, cpu, writer, checkpoint, ranks)
+    log = train_segmentation.RunLog(writer, synthetic_batches(1), None, run, cpu) if ranks.is_main else None
+    train_segmentation.train_segmentation(
+        model, source, run, cpu, log=log, checkpoint=checkpoint, ranks=ranks
+    )
     return writer
 
 
 def test_a_loss_that_is_not_finite_stops_before_any_checkpoint_with_a_full_explanation(tmp_path):
-    with pytest.raises(training.DivergenceError) as failure:
+    with pytest.raises(train_segmentation.DivergenceError) as failure:
         train(tmp_path, tiny_model(), BatchSource(nan=True))
     checkpoint = tmp_path / "checkpoint.pth"
     assert str(failure.value) == (
@@ -227,7 +243,7 @@ def test_weights_that_are_not_finite_are_counted_and_the_first_three_named(tmp_p
         for name in norms[:4]:
             model.get_submodule(name).running_mean.fill_(math.nan)
     with pytest.raises(
-        training.DivergenceError, match="at step 1: 4 U-Net tensors are not finite"
+        train_segmentation.DivergenceError, match="at step 1: 4 U-Net tensors are not finite"
     ) as failure:
         train(tmp_path, model, BatchSource())
     named = ", ".join(f"{name}.running_mean" for name in norms[:3])
@@ -279,17 +295,19 @@ def test_final_scores_cover_the_test_set_and_every_folder_at_the_run_s_size(fold
         evaluated.append((resize_to, options))
         return evaluate_model(model, batches, resize_to, **options)
 
-    monkeypatch.setattr(training, "evaluate_model", recorded)
+    monkeypatch.setattr(train_segmentation, "evaluate_model", recorded)
 
     def extras(scores, val_set) -> dict:
         extras_seen.append((scores, val_set))
         return {"extra": {"n": 1}}
 
-    score = training.final_scores(model, test_set, folders, config("--val_resize_to", "32"), "cpu", extras)
+    score = train_segmentation.final_scores(
+        model, test_set, folders, config("--val_resize_to", "32"), "cpu", extras
+    )
 
     assert evaluated == [(None, {"desc": "synthetic test set"}), (32, {"desc": "ds"}), (32, {"desc": "ds_"})]
     assert list(score) == ["synthetic", "ds", "extra", "ds_"]
-    assert score["synthetic"]["loss"] == training.synthetic_loss(model, test_set)
+    assert score["synthetic"]["loss"] == train_segmentation.synthetic_loss(model, test_set)
     assert score["ds"] == evaluate_model(model, folders[0].batches("cpu"), 32).to_json()
     ((scores, val_set),) = extras_seen
     assert val_set is folders[0] and scores.to_json() == score["ds"]
@@ -299,7 +317,7 @@ def test_prediction_pictures_show_the_first_eight_pairs(folders, tmp_path):
     model = tiny_model()
     images, masks = synthetic_batches(1)[0]
     test_set = [(images.repeat(5, 1, 1, 1), masks.repeat(5, 1, 1))]  # 10 pairs
-    training.save_prediction_pictures(tmp_path, model, test_set, folders[:1], 32, "cpu")
+    train_segmentation.save_prediction_pictures(tmp_path, model, test_set, folders[:1], 32, "cpu")
     pairs = [(test_set[0][0][index], test_set[0][1][index]) for index in range(8)]
     save_image(predictions_grid(model, pairs, None), tmp_path / "expected_synthetic.png")
     save_image(
@@ -340,8 +358,10 @@ def test_training_progress_counts_steps_from_the_checkpoint(tmp_path, monkeypatc
     train(tmp_path, tiny_model(), BatchSource(), n_steps=1)
     checkpoint = torch.load(tmp_path / "checkpoint.pth", weights_only=True)
     shown = []
-    real = training.progress_bar
-    monkeypatch.setattr(training, "progress_bar", lambda **options: shown.append(options) or real(**options))
+    real = train_segmentation.progress_bar
+    monkeypatch.setattr(
+        train_segmentation, "progress_bar", lambda **options: shown.append(options) or real(**options)
+    )
     train(tmp_path, tiny_model(), BatchSource(), n_steps=3, checkpoint=checkpoint)
     assert shown == [{"total": 3, "initial": 1, "desc": "training", "disable": False}]
 
@@ -363,10 +383,11 @@ def test_synthetic_test_loss_is_logged_in_the_mode_the_run_asks_for():
         writer = RecordingWriter()
         run = config("--n_steps", "1", "--synthetic_loss_train_mode", flag)
         progress = SimpleNamespace(set_postfix=lambda **values: None)
-        scheduler = SimpleNamespace(get_last_lr=lambda: [0.001])
-        training.log_step(writer, model, test_set, None, run, "cpu", 1, 0.5, scheduler, progress)
-        assert writer.values["val/loss", 1] == training.synthetic_loss(model, test_set, train_mode)
-    assert training.synthetic_loss(model, test_set, True) != training.synthetic_loss(model, test_set, False)
+        train_segmentation.RunLog(writer, test_set, None, run, "cpu").step(model, 1, 0.5, 0.001, progress)
+        assert writer.values["val/loss", 1] == train_segmentation.synthetic_loss(model, test_set, train_mode)
+    assert train_segmentation.synthetic_loss(model, test_set, True) != train_segmentation.synthetic_loss(
+        model, test_set, False
+    )
 
 
 def test_loading_inputs_takes_the_generator_s_latent_size_and_the_folders_by_default(tmp_path):
@@ -379,6 +400,13 @@ def test_loading_inputs_takes_the_generator_s_latent_size_and_the_folders_by_def
     flags = ["--gan_weights", str(tmp_path / "G60.pth"), "--gan_config", json.dumps(gan_config)]
     flags += ["--bg_direction", str(tmp_path / "direction60.pth")]
     flags += ["--val_images_dir", str(root / "ds/images"), "--val_masks_dir", str(root / "ds/masks")]
-    loaded = training.load_inputs(config(*flags), torch.device("cpu"))
+    loaded = train_segmentation.load_inputs(config(*flags), torch.device("cpu"))
     assert loaded.direction.shape == (60,) and [val_set.name for val_set in loaded.val_sets] == ["ds"]
-    assert training.load_inputs(config(*flags), torch.device("cpu"), main_process=False).val_sets == []
+    assert (
+        train_segmentation.load_inputs(config(*flags), torch.device("cpu"), main_process=False).val_sets == []
+    )
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [(12.4, "12 s"), (59.6, "1 min 00 s"), (245, "4 min 05 s")])
+def test_wall_time_is_shown_in_minutes_and_seconds(seconds, shown):
+    assert train_segmentation.wall_time(seconds) == shown

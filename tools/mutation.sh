@@ -15,7 +15,7 @@ python3 -m pip install --quiet --disable-pip-version-check -r requirements-dev.t
 if [ $# -eq 0 ]; then
     modules=$(python3 -c 'import tomllib; print(" ".join(
         "--cov=" + p.removesuffix(".py").replace("/", ".")
-        for p in tomllib.load(open("pyproject.toml", "rb"))["tool"]["mutmut"]["only_mutate"]))')
+        for p in tomllib.load(open("pyproject.toml", "rb"))["tool"]["mutation"]["own_tests"]))')
     # shellcheck disable=SC2086  # one --cov flag per module
     python3 -m pytest -q -m "not slow" -p no:cacheprovider $modules --cov-report=term-missing:skip-covered
 fi

@@ -1,4 +1,4 @@
-"""Checks a downloaded file before download_all.sh keeps it: `python3 -m utils.verify_download KIND FILE`.
+"""Checks a downloaded file before download_all.sh keeps it: `python3 -m verify_download KIND FILE`.
 
 A download can be a web page (a link that is not the file itself), truncated, or of another model.
 Each kind is loaded the way the scripts will load it, so a kept file is known to work. Prints

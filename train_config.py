@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gan_mask_gen import MaskSynthesizing
 from postprocessing import MIN_NATIVE_SIDE
+from utils.checkpoint import read_checkpoint, start_over_hint
 from utils.checks import at_least, check_fields, non_negative, nonzero, one_of, optional, positive
 from utils.cli import add_debug_flag
 from utils.errors import InputError
@@ -34,9 +35,10 @@ BIGBIGAN_WEIGHTS = "BigGAN/weights/BigBiGAN_x1.pth"
 BIGBIGAN_DIRECTION = "BigGAN/weights/bg_direction.pth"
 
 # The original's default run: `--gen_devices 0 1` split the batch of 95 into 2 × 47 = 94 samples per
-# step, its loop ran steps 0..n_steps inclusive (12,001 updates), and its synthetic test loss ran the
-# U-Net in train mode (batch statistics, running averages updated by the test batches).
-FAITHFUL_PRESET = {"batch_size": 94, "n_steps": 12001, "synthetic_loss_train_mode": True}
+# step, its loop ran steps 0..n_steps inclusive (12,001 updates), its synthetic test loss ran the U-Net
+# in train mode (batch statistics, running averages updated by the test batches), all in float32.
+# `--faithful --precision bf16` keeps the rest and trains under bf16 autocast (faster on GPUs).
+FAITHFUL_PRESET = {"batch_size": 94, "n_steps": 12001, "synthetic_loss_train_mode": True, "precision": "fp32"}
 
 
 def parse_synthezing(text: str | MaskSynthesizing) -> MaskSynthesizing:
@@ -186,17 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
         prog="train_segmentation.py",
         usage="%(prog)s --out DIR [--demo | --gan_weights FILE --bg_direction FILE ...] [options]",
         description="Train a U-Net for object segmentation on GAN-synthesised image/mask pairs, then "
-        "evaluate it on image/mask folders. See README.md.",
+        "evaluate it on image/mask folders. See docs/training.md.",
         argument_default=argparse.SUPPRESS,
     )
     parser.add_argument("--args", metavar="JSON", help="a run's args.json (this project's or the original's)")
     parser.add_argument(
-        "--demo", action="store_true", help="the embedded demo world: runs anywhere, 3-6 min on 2 CPU cores"
+        "--demo",
+        action="store_true",
+        help="the embedded demo world: runs anywhere, in minutes on a CPU (docs/demo.md)",
     )
     parser.add_argument(
         "--faithful",
         action="store_true",
-        help="the original's training: 94 samples per step, 12,001 updates, train-mode test loss",
+        help="the original's training: 94 samples per step, 12,001 updates, train-mode test loss, fp32",
     )
     parser.add_argument(
         "--gen_devices",
@@ -374,3 +378,28 @@ def resume_changes(saved: dict, config: TrainConfig) -> tuple[list[str], list[st
             change = f"{name}: {json.dumps(before)} -> {json.dumps(value)}"
             (allowed if name in resumable else refused).append(change)
     return refused, allowed
+
+
+def check_resumable(checkpoint: dict, config: TrainConfig, path: str | Path) -> None:
+    """Refuse to continue `checkpoint` with settings that change the training; note harmless changes."""
+    path = Path(path)
+    refused, allowed = resume_changes(checkpoint["config"], config)
+    if checkpoint["step"] > config.params.n_steps:
+        refused.append(
+            f"n_steps: the checkpoint is at step {checkpoint['step']}, beyond {config.params.n_steps}"
+        )
+    if refused:
+        raise InputError(
+            f"{path} comes from a run with other settings ({'; '.join(refused)}); rerun with the same "
+            f"settings (e.g. --args {path.parent / 'args.json'}) to continue it, or {start_over_hint(path)}"
+        )
+    if allowed:
+        print(f"note: continuing {path} with changed settings: {'; '.join(allowed)}", file=sys.stderr)
+
+
+def read_resumable_checkpoint(path: str | Path, config: TrainConfig) -> dict | None:
+    """The checkpoint in `path` if there is one and `config` may continue it (see `check_resumable`)."""
+    checkpoint = read_checkpoint(path)
+    if checkpoint is not None:
+        check_resumable(checkpoint, config, path)
+    return checkpoint

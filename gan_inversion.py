@@ -28,8 +28,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from torchvision.transforms import InterpolationMode
 
+from bg_direction import frozen
 from data import UnannotatedDataset
-from direction_search import frozen
 from tf_tools.tfhub_module import MODULE_URL, checkpoint_prefix, download_help
 from utils.checks import at_least, positive
 from utils.errors import InputError, MissingInputError, UserError
@@ -46,7 +46,7 @@ TFHUB_INSTALL_HINT = (
 
 @dataclass
 class InversionConfig:
-    """Latent optimisation settings, chosen on the demo generator (see the README's embeddings section)."""
+    """Latent optimisation settings, chosen on the demo generator (docs/experiments.md)."""
 
     steps: int = flag(200, "Adam steps per batch of images", check=at_least(1))
     rate: float = flag(0.1, "Adam learning rate of the latents", check=positive)

@@ -1,36 +1,10 @@
-"""Finding and rating the latent direction that darkens the background and lightens the object.
+"""The background direction: the latent direction that darkens the background and lightens the object,
+found by gradient descent on Melas-Kyriazi et al.'s objective (a variant by default, or theirs as
+published: `DirectionSearchConfig.objective`) and rated by how well two affine maps of G(z) explain the
+shifted images. The original work has no code for this step; docs/faithfulness.md says what differs.
 
-Voynov et al. (2021) pick this direction among directions discovered without supervision; the original
-work has no code for it. Here it is found directly, by gradient descent on an objective of Melas-Kyriazi
-et al. (2021, "Finding an unsupervised image segmenter in each of your deep generative models"): after a
-shift along the direction the image should be darker towards the borders and brighter in the centre,
-while its edges stay where they were. `DirectionSearchConfig.objective` picks one of two versions:
-
-- `variant` (the default, which found demo/assets/bg_direction.pth): a variant of their objective. It
-  shares their settings (Adam, lr 5e-3, 300 steps, batch 32, latents N(0, I), radii N(2, 0.5²) clipped
-  at 0.1, loss 2 × brightness + 10 × edge change, direction renormalised after every step) and differs in:
-  1. one shift radius r per image, z + r·d; they draw one per latent coordinate, z + r ⊙ d;
-  2. brightness weight √((x² + y²) / 2) − 0.45 (`centre_offset`) on gray in [0, 1]; theirs is
-     4·(√(x² + y²) − its mean over the image) on gray in [-1, 1] (x, y in [-1, 1] across the image);
-  3. Sobel magnitudes of gray in [0, 1] (so the edge term is 1/4 of theirs) with 1e-8 under the root;
-     theirs are kornia's `sobel` (kernels / 8, replicated border, 1e-6 under the root) of gray in [-1, 1];
-  4. the direction starts as a unit vector and enters the loss as it is; theirs starts as 0.1·N(0, I)
-     and enters as d / |d|, so its gradient has no radial part.
-- `melas_kyriazi`: the objective as published in lukemelas/unsupervised-image-segmentation, with the
-  settings above: src/optimization/main.py (the loss, l. 17-45, is called as criterion(img_shifted,
-  img_original) at l. 116, so the brightness term weighs the shifted image; latents l. 103, radii
-  l. 106-107, step and renormalisation l. 117-125), src/config/optimize.yaml (l. 14 batch, l. 20-31 Adam
-  and 300 steps without lr decay, l. 39-42 radius, l. 45-47 loss weights), src/models/latent_shift_model.py
-  (`FixedDirection`, l. 13-30) and kornia/filters/sobel.py (`sobel`: kernels divided by their L1 norm,
-  replicated border, eps 1e-6; they do not pin a kornia version). Their config calls the radius spread
-  `var`, but it multiplies a standard normal draw, so it is a standard deviation. Not reproduced: their
-  run seeds the global RNGs with 42 and draws on the GPU, so its random draws cannot be matched; here
-  every draw comes from a CPU generator seeded with `seed`. Their brightness map is built for square
-  images only (`image_size`); here x and y follow the image's own height and width.
-
-Both work for any generator exposing `dim_shift` or `dim_z`, `G(z)` and `G.gen_shifted(z, shift)` with
-images in [-1, 1]. A search that diverges (a non-finite loss or direction) or never moves (a zero
-gradient) raises `DirectionSearchError` instead of returning a direction.
+Works for any generator exposing `dim_shift` or `dim_z`, `G(z)` and `G.gen_shifted(z, shift)`, images in
+[-1, 1]. A search that diverges or never moves raises `DirectionSearchError`.
 """
 
 import contextlib
