@@ -328,11 +328,9 @@ def two_map_fit_error(
     and actual shifted colours (RGB in [-1, 1]) on test batches. Directions whose effect varies
     from image to image, as random ones do, cannot be fitted this way.
 
-    Latents are fresh N(0, I) draws by default. With an embeddings matrix `zs` [N, dim] they are drawn
-    as in the original's `operators_clasterization` (directions_scoring.py, l. 57-66): training batches
-    are rows drawn uniformly with replacement (its `torch.randint(0, len(zs), batch)` passes the size as
-    an int, which torch rejects; read here as `batch` draws), test batches the fixed rows
-    `fixed_test_rows(config)` (780..799 with the defaults; they may also have been drawn for training).
+    Latents are fresh N(0, I) draws by default. With an embeddings matrix `zs` [N, dim], training
+    batches are rows drawn uniformly with replacement and test batches the fixed rows
+    `fixed_test_rows(config)`, as in the original's rating (docs/faithfulness.md).
     """
     config = config or TwoMapFitConfig()
     check_fields(config)

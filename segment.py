@@ -2,30 +2,11 @@ r"""Segment your own images with a trained U-Net: one 0/255 mask PNG per image, 
 
     python segment.py --weights pretrained/u_net_imagenet.pth --images photos --out photos_masks --overlay
 
---weights takes a released U-Net (pretrained/u_net_*.pth), a run's segmentation.pth or its
-checkpoint.pth; the U-Net's width is read from the file. Every .jpg/.jpeg/.png under --images, nested
-folders included, is segmented, and --out mirrors the folder tree (<stem> is the file name without its
-extension, so photos/a/b.jpg gives <out>/a/b.png):
-
-    <out>/<folder>/<stem>.png                mask: 255 where the probability >= --thr, else 0
-    <out>/probabilities/<folder>/<stem>.png  with --probabilities: the probability map, 8-bit (round(p * 255))
-    <out>/overlays/<folder>/<stem>.png       with --overlay: the image with the mask tinted green
-
-The mask is exactly train_segmentation.py's thresholded prediction (postprocessing.Threshold): the
-probability of SegmentationInference(model, --resize_to) >= --thr. With --resize_to (default 128, the
-original's), the shorter side of each image is resized to that size and the map back to the image's size,
-through 8-bit images as in the original (so the probabilities are multiples of 1/255); images are then
-processed one at a time. With --resize_to none the U-Net sees the native size, and images of equal size
-go through it together, --batch_size at a time (a batch may change the probabilities by float rounding,
-about 1e-6, so a pixel that close to --thr may flip; --batch_size 1 gives Threshold's masks bit for bit).
-
-Before anything is written, the script refuses: bad flag values (all named at once); weights that cannot be
-read; --out equal to, inside or containing --images (a mask must never replace an image, and a rerun must not
-segment earlier masks); and two images that would write the same file (a.jpg and a.png in one folder, or an
-image folder named probabilities or overlays at the top of --images colliding with those outputs), naming
-both: rename one. Earlier outputs in --out are overwritten. Files that cannot be decoded are skipped with a
-warning naming each, and counted at the end; the exit status is 0 if at least one image was segmented, 1 if
-none was.
+--out mirrors the folder tree of --images: `<out>/<folder>/<stem>.png` (the mask),
+`<out>/probabilities/...` (--probabilities) and `<out>/overlays/...` (--overlay). The mask is exactly
+train_segmentation.py's thresholded prediction (`postprocessing.Threshold`). Bad flags, unreadable weights,
+an --out inside --images and two images writing one file are refused before anything is written;
+undecodable images are skipped with a warning. docs/evaluation.md has the details.
 """
 
 import argparse

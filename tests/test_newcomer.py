@@ -120,9 +120,9 @@ def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(monkeypatch):
 
 
 @pytest.mark.slow
-def test_readme_python_snippet_runs_as_printed(tmp_path):
-    readme = (REPO / "README.md").read_text()
-    snippets = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+def test_python_snippets_of_the_docs_run_as_printed(tmp_path):
+    docs = "".join(path.read_text() for path in [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))])
+    snippets = re.findall(r"```python\n(.*?)```", docs, flags=re.S)
     assert snippets
     from BigGAN.gan_load import make_biggan_config
     from BigGAN.model.BigGAN import Generator
