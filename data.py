@@ -96,10 +96,9 @@ def _cut_out_alpha(mask: Image.Image) -> Image.Image | None:
 
 
 def _level(mask: Image.Image) -> Image.Image:
-    """The foreground level as 'L': gray as it is, colour by its red channel (as the original)."""
-    mask = _to_8_bit(mask)
-    gray = mask.mode != "P" and len(mask.getbands()) == 1
-    return mask.convert("L") if gray else mask.convert("RGB").getchannel("R")
+    """The foreground level as 'L': the red channel of the mask made RGB, as the original read it (gray
+    masks keep their gray value)."""
+    return _to_8_bit(mask).convert("RGB").getchannel("R")
 
 
 def _palette_gray(mask: Image.Image) -> Image.Image:

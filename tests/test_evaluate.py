@@ -2,6 +2,7 @@
 as pysodmetrics gives them, one table for several models and folders."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -111,7 +112,7 @@ def test_evaluate_compares_models_on_folders_in_one_table(folders, weights, tmp_
     argv += ["--resize_to", "32", "--device", "cpu", "--out", str(tmp_path / "scores.json")]
     results = evaluate.main(argv)
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split()[:5] == ["model", "dataset", "F_max", "IoU", "acc"]
+    assert table[0].split() == ["model", "dataset", "F_max", "IoU", "acc", *evaluate.SOD_COLUMNS]
     assert [line.split()[:2] for line in table[1:5]] == [
         ["unet_0.pth", "ECSSD"],
         ["unet_0.pth", "DUTS"],
@@ -186,3 +187,97 @@ def test_nothing_to_evaluate_is_an_error():
     with pytest.raises(ValueError) as error:
         evaluate_model(UNet(base_width=4), [], resize_to=None)
     assert str(error.value) == "there were no images to evaluate"
+
+
+EVALUATE_HELP = [
+    "usage: evaluate.py [-h] --weights FILE --images DIR --masks DIR [--names NAME [NAME ...]] [--out JSON]",
+    "Score trained U-Nets on image/mask folders: the paper's metrics and the SOD community's.",
+    "--weights FILE U-Net weights; repeat to compare models",
+    "--images DIR an images folder; repeatable",
+    "--masks DIR its masks folder, in the same order",
+    "--names NAME [NAME ...] dataset names (default: the folder above each images folder)",
+    "--out JSON also write the scores to this file",
+    "--debug print the traceback of an error too",
+    "--resize_to PX short side the images are resized to for the U-Net (none: native size), as "
+    "--val_resize_to (default: 128)",
+    "--sod BOOL also compute the SOD metrics (MAE, S-, E-, weighted F-, F-measure) (default: True)",
+    "--skip_bad_files BOOL leave out pairs whose files cannot be decoded (with a warning) (default: False)",
+    "--device DEVICE cpu, cuda, cuda:1, or a GPU index (0 = cuda:0) (default: CUDA if available)",
+    "--threads N torch CPU threads (default: torch's choice)",
+]
+
+
+def test_help_names_every_flag_with_its_metavar_and_meaning(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "400")
+    help_text = evaluate.build_parser().format_help()
+    shown = " ".join(help_text.split())
+    for text in EVALUATE_HELP:
+        assert text in shown
+    # the example command keeps its own lines (RawDescriptionHelpFormatter)
+    assert "\n\n    python evaluate.py --weights results/demo/segmentation.pth \\\n" in help_text
+
+
+@pytest.mark.parametrize("missing", ["--weights", "--images", "--masks"])
+def test_weights_images_and_masks_are_required(missing, capsys):
+    argv = {"--weights": "w.pth", "--images": "i", "--masks": "m"}
+    with pytest.raises(SystemExit):
+        evaluate.build_parser().parse_args(
+            [part for flag, value in argv.items() if flag != missing for part in (flag, value)]
+        )
+    assert f"the following arguments are required: {missing}" in capsys.readouterr().err
+
+
+def scores(iou: float, sod: dict | None = None) -> Scores:
+    return Scores(F_max=0.5, IoU=iou, accuracy=0.75, sod=sod, per_image_iou=[iou])
+
+
+def test_the_table_has_one_row_per_model_and_dataset_and_sod_columns_on_request():
+    sod = dict.fromkeys(evaluate.SOD_COLUMNS.values(), 0.125)
+    results = {"runs/a.pth": {"ECSSD": scores(0.25, sod)}, "b.pth": {"DUTS-TE": scores(1.0, sod)}}
+    assert evaluate.format_table(results, sod=False).splitlines() == [
+        f"{'model':<24}{'dataset':<9}{'F_max':>9}{'IoU':>9}{'acc':>9}",
+        f"{'a.pth':<24}{'ECSSD':<9}{0.5:>9.3f}{0.25:>9.3f}{0.75:>9.3f}",
+        f"{'b.pth':<24}{'DUTS-TE':<9}{0.5:>9.3f}{1.0:>9.3f}{0.75:>9.3f}",
+    ]
+    table = evaluate.format_table(results, sod=True).splitlines()
+    assert table[0].split() == ["model", "dataset", "F_max", "IoU", "acc", *evaluate.SOD_COLUMNS]
+    assert table[1] == f"{'a.pth':<24}{'ECSSD':<9}" + "".join(
+        f"{value:>9.3f}" for value in (0.5, 0.25, 0.75, *[0.125] * len(sod))
+    )
+
+
+def test_the_flags_reach_the_evaluation(folders, weights, tmp_path, monkeypatch, capsys):
+    """--names, --resize_to, --sod, --skip_bad_files, --threads and the device go where they belong, from
+    sys.argv when no argv is given; --out may lie in folders that do not exist yet."""
+    calls, sets, threads = [], [], []
+    monkeypatch.setattr(
+        evaluate, "evaluate_model", lambda *args, **kwargs: calls.append((args, kwargs)) or scores(0.5)
+    )
+    real_sets = evaluate.validation_sets
+    monkeypatch.setattr(evaluate, "validation_sets", lambda *args: sets.append(args) or real_sets(*args))
+    monkeypatch.setattr(
+        evaluate, "resolve_device", lambda name: torch.device("cpu") if name == "cpu" else 1 / 0
+    )
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)
+    images, masks = folders["DUTS"]
+    out = tmp_path / "new" / "folder" / "scores.json"
+    argv = ["--weights", str(weights[0]), "--images", str(images), "--masks", str(masks), "--names", "mine"]
+    argv += ["--resize_to", "24", "--sod", "false", "--skip_bad_files", "true", "--threads", "1"]
+    monkeypatch.setattr(sys, "argv", ["evaluate.py", *argv, "--device", "cpu", "--out", str(out)])
+    results = evaluate.main()
+    assert sets == [([str(images)], [str(masks)], True, ["mine"])] and threads == [1]
+    [(args, kwargs)] = calls
+    assert args[2] == 24 and kwargs == {"sod": False, "desc": "mine"}
+    assert list(results[str(weights[0])]) == ["mine"]
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[0].split() == ["model", "dataset", "F_max", "IoU", "acc"] and shown[-1] == f"wrote {out}"
+    assert json.loads(out.read_text())["resize_to"] == 24
+
+
+def test_names_must_match_the_folders(folders, weights):
+    images, masks = folders["DUTS"]
+    argv = ["--weights", str(weights[0]), "--images", str(images), "--masks", str(masks), "--names", "a", "b"]
+    with pytest.raises(
+        InputError, match=r"^give one --masks \(and one --names entry, if any\) per --images folder$"
+    ):
+        evaluate.main(argv)

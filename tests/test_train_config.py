@@ -8,6 +8,7 @@ from gan_mask_gen import MaskSynthesizing
 from train_config import (
     SegmentationTrainParams,
     build_parser,
+    check_resumable,
     flag_fields,
     resolve_config,
     resume_changes,
@@ -389,3 +390,21 @@ def test_help_shows_usage_description_groups_and_the_top_level_flags():
         assert text in shown
     inputs, training = shown.index("inputs, outputs and hardware:"), shown.index("training (")
     assert inputs < shown.index("--out DIR ", inputs) < training < shown.index("--rate ", training)
+
+
+def test_a_refused_resume_names_every_change_and_both_ways_out(tmp_path):
+    path = tmp_path / "run" / "checkpoint.pth"
+    saved = resolve_config(["--out", str(tmp_path / "run")])
+    changed = resolve_config(["--out", str(tmp_path / "run"), "--rate", "0.01", "--seed", "5"])
+    with pytest.raises(InputError) as refused:
+        check_resumable({"config": saved.to_json(), "step": 3}, changed, path)
+    assert str(refused.value) == (
+        f"{path} comes from a run with other settings (seed: 2 -> 5; rate: 0.001 -> 0.01); rerun with the "
+        f"same settings (e.g. --args {tmp_path / 'run' / 'args.json'}) to continue it, or delete {path} "
+        "(or move it away) to start the run over from step 0, or pass another --out"
+    )
+
+
+def test_a_finished_run_may_be_continued_to_its_own_length():
+    config = resolve_config(["--out", "run", "--n_steps", "5"])
+    check_resumable({"config": config.to_json(), "step": 5}, config, "run/checkpoint.pth")

@@ -343,3 +343,10 @@ def test_on_cuda_the_faithful_run_records_fp32_and_the_default_bf16(flags, preci
     test_set = [(torch.zeros(1, 3, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long))]
     train_segmentation.write_run_files(tmp_path / "run", config, ["--out", "run", *flags], test_set)
     assert json.loads((tmp_path / "run" / "args.json").read_text())["precision"] == precision
+
+
+def test_the_run_ends_by_printing_its_wall_time(inputs, tmp_path, monkeypatch, capsys):
+    clock = iter([100.0, 165.4])
+    monkeypatch.setattr(train_segmentation.time, "monotonic", lambda: next(clock, 165.4))
+    train_segmentation.main(command(inputs, tmp_path / "run", 1))
+    assert capsys.readouterr().out.endswith("\nwall time: 1 min 05 s\n")
