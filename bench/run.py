@@ -47,7 +47,7 @@ from tests.weight_fill import fill_module
 from train_config import SegmentationTrainParams
 from UNet.unet_model import UNet
 from utils.inputs import load_direction
-from utils.precision import AutocastGenerator
+from utils.precision import PRECISIONS, AutocastGenerator, autocast
 
 
 @dataclass(frozen=True)
@@ -263,17 +263,39 @@ def unet_step(
     optimizer.step()
 
 
-def unet_step_row(sizes: Sizes, device: torch.device) -> Row:
-    """One training step (forward, cross-entropy, backward, Adam) of the U-Net on a synthetic-size batch."""
+def unet_step_rows(sizes: Sizes, device: torch.device) -> list[Row]:
+    """One training step (forward, cross-entropy, backward, Adam) of the U-Net on a synthetic-size batch,
+    in fp32 and under bf16 autocast (as training runs it)."""
     model = UNet(base_width=sizes.unet_width).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(3)
     batch, side = sizes.unet_batch, sizes.unet_size
     images = (torch.rand(batch, 3, side, side, generator=g) * 2 - 1).to(device)
     masks = (torch.rand(batch, side, side, generator=g) < 0.5).long().to(device)
-    seconds = best_time(lambda: unet_step(model, optimizer, images, masks), sizes.repeats, device)
+
+    def step(precision: str) -> None:
+        with autocast(device, precision):
+            unet_step(model, optimizer, images, masks)
+
+    fp32, bf16 = (best_time(lambda p=p: step(p), sizes.repeats, device) for p in PRECISIONS)
     name = f"U-Net step, batch {sizes.unet_batch} at {sizes.unet_size} px, width {sizes.unet_width}"
-    return Row(name, 1e3 * seconds, "ms")
+    return [
+        Row(f"{name}, fp32", 1e3 * fp32, "ms"),
+        Row(f"{name}, bf16 vs fp32", 1e3 * bf16, "ms", 1e3 * fp32),
+    ]
+
+
+def training_sample_row(synthetic: list[Row], unet: list[Row], sizes: Sizes) -> Row:
+    """A full-config training sample (its share of a filtered synthetic batch and of a U-Net step), bf16
+    against fp32 (the CPU default)."""
+
+    def per_sample(precision: str) -> float:
+        index = PRECISIONS.index(precision)
+        return synthetic[index].ours / sizes.synthetic_batch + unet[index].ours / 1e3 / sizes.unet_batch
+
+    return Row(
+        "training sample, full config: bf16 vs fp32", per_sample("bf16"), "s/sample", per_sample("fp32")
+    )
 
 
 def demo_training_row(sizes: Sizes, device: torch.device) -> Row:
@@ -337,8 +359,9 @@ def run_benchmarks(sizes: Sizes, device: torch.device) -> list[Row]:
     return [
         *fast_path_rows(sizes, device),
         *generator_rows(G, sizes, device),
-        *synthetic_batch_rows(G, sizes, device),
-        unet_step_row(sizes, device),
+        *(synthetic := synthetic_batch_rows(G, sizes, device)),
+        *(unet := unet_step_rows(sizes, device)),
+        training_sample_row(synthetic, unet, sizes),
         demo_training_row(sizes, device),
         *ddp_rows(sizes, device),
     ]

@@ -1,11 +1,18 @@
 import json
 import os
-from pathlib import Path
-from types import SimpleNamespace
 
-import pytest
-import torch
-from tensorboardX import event_file_writer
+# tqdm takes TQDM_* settings (TQDM_DISABLE=1, ...) from the environment when it is imported (the imports
+# below pull it in): the tests of progress output see tqdm's defaults wherever they run, and so do the
+# scripts they start.
+for name in [name for name in os.environ if name.startswith("TQDM_")]:
+    del os.environ[name]
+
+from pathlib import Path  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from tensorboardX import event_file_writer  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

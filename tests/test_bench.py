@@ -39,7 +39,9 @@ def test_bench_prints_every_row():
         "masks: bf16 agreeing with fp32",
         "synthetic batch of 2, default filters, fp32",
         "synthetic batch of 2, default filters, bf16 vs fp32",
-        "U-Net step",
+        "U-Net step, batch 2 at 32 px, width 4, fp32",
+        "U-Net step, batch 2 at 32 px, width 4, bf16 vs fp32",
+        "training sample, full config: bf16 vs fp32",
         "demo training",
         "demo training, DDP 2 processes vs 1",
     ]
