@@ -141,7 +141,7 @@ class RunConfig:
     )
     val_resize_to: int | None = flag(
         128,
-        "short side of evaluation inputs, at least 16 (none, or 0 as the original wrote it: native size)",
+        "short side of evaluation inputs, at least 16 (none or 0: native size, as the original's None)",
         parse=optional_int,
         check=optional(at_least(MIN_NATIVE_SIDE)),
         metavar="PX",

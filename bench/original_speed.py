@@ -41,8 +41,9 @@ def validation_folder(inputs: Path) -> tuple[Path, Path]:
 
 
 def run_original(repo: Path, inputs: Path, out: Path, steps: int, batch_size: int, cpu: bool) -> float:
-    """Wall seconds of one run of the original's train_segmentation.py for `steps` steps."""
-    images, masks = validation_folder(inputs)
+    """Wall seconds of one run of the original's train_segmentation.py for `steps` steps (on the inputs
+    and the validation folder in `inputs`)."""
+    images, masks = inputs / "val" / "images", inputs / "val" / "masks"
     never = str(10**9)
     argv = [
         "--out", str(out), "--gan_weights", str(inputs / "generator.pth"),
@@ -118,14 +119,15 @@ def main(argv: list[str] | None = None) -> float:
     parser.add_argument("--batch_size", type=int, default=95)
     parser.add_argument("--cpu", action="store_true", help="check the script without CUDA (no measurement)")
     args = parser.parse_args(argv)
-    if not (args.inputs / "generator.pth").is_file():
-        from bench.train_speed import write_inputs  # not at the top: the run in the repo imports none of ours
-
-        write_inputs(args.inputs, {})  # the original builds the 128-px BigBiGAN only
     short, long = sorted(args.steps)
     taken = [str(args.out / f"steps_{n}") for n in (short, long) if (args.out / f"steps_{n}").exists()]
     if taken:  # the original would continue the run there
         parser.error(f"{', '.join(taken)} already exist: pass another --out, or delete them")
+    if not (args.inputs / "generator.pth").is_file():
+        from bench.train_speed import write_inputs  # not at the top: the run in the repo imports none of ours
+
+        write_inputs(args.inputs, {})  # the original builds the 128-px BigBiGAN only
+    validation_folder(args.inputs)
     seconds = [
         run_original(args.repo, args.inputs, args.out / f"steps_{steps}", steps, args.batch_size, args.cpu)
         for steps in (short, long)

@@ -16,13 +16,8 @@ TRAINING_DOC = Path(__file__).resolve().parents[1] / "docs" / "training.md"
 FLAG_FIELDS = [
     f for config in (SegmentationTrainParams, RunConfig) for f in fields(config) if "help" in f.metadata
 ]
-# Written in words in the table, not as their value (the generator's config {} is BigBiGAN at 128 px).
-IN_WORDS = {
-    "out": "required",
-    "gan_config": "BigBiGAN at 128 px",
-    "val_images_dirs": "none",
-    "val_masks_dirs": "none",
-}
+# Written in words in the table: --out has no default.
+IN_WORDS = {"out": "required"}
 
 
 def printed_default(f) -> str:
