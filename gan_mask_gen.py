@@ -7,6 +7,7 @@ and the batch is refilled. Pure tensor code: no file I/O, no training.
 """
 
 import contextlib
+import math
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -102,7 +103,7 @@ def area_filter(masks: torch.Tensor, mask_size_up: float) -> torch.Tensor:
 
 
 class MaskGenerationError(UserError, RuntimeError):
-    """The filters rejected every sample for `max_retries` generator calls, or a whole batch of masks
+    """The filters rejected every sample of `max_retries` batches of latents, or a whole batch of masks
     was empty or full: the direction or the shift radius does not split images into object and
     background, and training on such masks would only learn a constant."""
 
@@ -199,49 +200,77 @@ class MaskGenerator(nn.Module):
 
     @torch.no_grad()
     def forward(self, max_retries: int = 100, z: torch.Tensor | None = None) -> ImagePair:
-        """Exactly `batch_size` filtered pairs; `z` is used for the first generator call only."""
+        """Exactly `batch_size` filtered pairs; `z` is used for the first batch of latents only.
+
+        As in the original, every attempt draws `batch_size` latents and the batch is made of the first
+        samples that pass the filters, in order. Once a first attempt has shown how many pass, only as
+        many of an attempt's latents are generated as are likely to be needed (then more if they fall
+        short): the same latents are kept and the random stream advances as before, but the 30-50 %
+        of a batch that the original generated and then dropped, past the samples it needed, is never
+        made. The generator then runs on fewer samples at once, which can change pixels by float
+        rounding (docs/faithfulness.md).
+        """
         batch_size = self.p.batch_size
         images, masks = [], []
-        kept = 0
+        generated = kept = 0
         rejected = {"area": 0, "maxes": 0}
         for attempt in range(max_retries):
             latents = z if z is not None and attempt == 0 else self.make_noise(batch_size)
-            img, img_shifted, mask = self.gen_samples(latents)
-            by_area, keep = self.filter_decisions(img_shifted, mask)
-            rejected["area"] += int((~by_area).sum())
-            rejected["maxes"] += int((by_area & ~keep).sum())
-            images.append(img[keep])
-            masks.append(mask[keep])
-            kept += int(keep.sum())
+            while len(latents) and kept < batch_size:
+                chunk = len(latents) if kept == 0 else expected_need(batch_size - kept, kept, generated)
+                img, img_shifted, mask = self.gen_samples(latents[:chunk])
+                latents = latents[chunk:]
+                by_area, keep = self.filter_decisions(img_shifted, mask)
+                rejected["area"] += int((~by_area).sum())
+                rejected["maxes"] += int((by_area & ~keep).sum())
+                images.append(img[keep])
+                masks.append(mask[keep])
+                generated += len(mask)
+                kept += int(keep.sum())
             if kept >= batch_size:
                 batch_masks = torch.cat(masks)[:batch_size]
                 check_masks_vary(batch_masks, self.p.latent_shift_r)
                 return torch.cat(images)[:batch_size], batch_masks
         raise MaskGenerationError(
-            f"only {kept} of {batch_size} samples passed the filters in {max_retries} generator calls: "
+            f"only {kept} of {batch_size} samples passed the filters in {max_retries} batches of latents: "
             f"the area filter (mask_size_up={self.p.mask_size_up}) rejected {rejected['area']}, the "
             f"histogram filter (maxes_filter) rejected {rejected['maxes']}; check the direction, "
             "latent_shift_r, or relax --mask_size_up / --maxes_filter false"
         )
 
 
-class MaskStream:
-    """Endless iterator of mask-generator batches, the next one prepared in a background thread.
+# Fewer samples per generator call than this gain little and may round differently (smaller GEMMs).
+MIN_CHUNK = 8
 
-    Generation (no grad) overlaps with the training step on the consumer side; on CUDA the
-    worker uses its own stream. Errors in the worker are raised in the consumer. Use as a
-    context manager, or call `close()`, to stop the worker.
+
+def expected_need(needed: int, kept: int, generated: int) -> int:
+    """How many latents to generate for `needed` more samples, at the pass rate seen so far
+    (`kept` of `generated`), with a 10 % margin."""
+    return max(MIN_CHUNK, math.ceil(1.1 * needed * generated / kept))
+
+
+class MaskStream:
+    """Endless iterator of mask-generator batches.
+
+    With `background` (the default on CUDA) the next batch is prepared in a background thread, on its
+    own CUDA stream, while the consumer trains on the current one; errors in the worker are raised in the
+    consumer. On CPUs the batch is made when asked for: there both would share the same cores, and on 2
+    cores overlapping them made a bf16 demo step 1.5x slower (bench/README.md). Use as a context
+    manager, or call `close()`, to stop the worker.
     `rng_state` is the latent generator's state right after the last batch handed out: setting
     it on a new generator continues the same sequence of batches (for exact resuming).
     """
 
-    def __init__(self, mask_generator: MaskGenerator, prefetch: int = 1):
+    def __init__(self, mask_generator: MaskGenerator, prefetch: int = 1, background: bool | None = None):
         self.mask_generator = mask_generator
         self.batches: queue.Queue = queue.Queue(maxsize=prefetch)
         self.stopped = threading.Event()
         self.rng_state = self._current_rng_state()
-        self.worker = threading.Thread(target=self._produce, daemon=True)
-        self.worker.start()
+        if background is None:
+            background = mask_generator.device.type == "cuda"
+        self.worker = threading.Thread(target=self._produce, daemon=True) if background else None
+        if self.worker is not None:
+            self.worker.start()
 
     def _produce(self) -> None:
         device = self.mask_generator.device
@@ -272,6 +301,10 @@ class MaskStream:
         return self
 
     def __next__(self) -> ImagePair:
+        if self.worker is None:
+            batch = self.mask_generator()
+            self.rng_state = self._current_rng_state()
+            return batch
         item = self.batches.get()
         if isinstance(item, BaseException):
             self.close()
@@ -286,7 +319,8 @@ class MaskStream:
 
     def close(self) -> None:
         self.stopped.set()
-        self.worker.join(timeout=60)
+        if self.worker is not None:
+            self.worker.join(timeout=60)
 
     def __enter__(self) -> "MaskStream":
         return self

@@ -158,7 +158,7 @@ class RunConfig:
         parse=str,
         check=optional(one_of(PRECISIONS)),
         metavar="{fp32,bf16}",
-        default_text="bf16 on CUDA, fp32 on the CPU",
+        default_text="bf16 on CUDA and on CPUs with native bf16, else fp32",
     )
     seed: int = flag(2, "seed of the latents and the U-Net's initialisation", check=at_least(0))
     demo: bool = False

@@ -74,6 +74,7 @@ def load_inputs(config: TrainConfig, device: torch.device, main_process: bool = 
     folders = (run.val_images_dirs, run.val_masks_dirs, run.skip_bad_files)
     val_sets = problems.check(lambda: validation_sets(*folders)) if main_process else []
     problems.raise_any()
+    G.to(memory_format=torch.channels_last)  # 1.5-1.7x faster synthesis on the CPU (bench/README.md)
     if run.precision == "bf16":
         G = AutocastGenerator(G, device)
     return RunInputs(checkpoint, G, direction, zs, val_sets)
@@ -148,7 +149,18 @@ def train_segmentation(
     are computed once by the caller. A non-finite loss or weights stop training with `DivergenceError`
     and leave the last checkpoint as it was; SIGINT/SIGTERM save a checkpoint after the current step and
     raise `StopRequested`. Every process must call this together.
+
+    The U-Net trains with channels-last weights (faster convolutions: bench/README.md) and is handed
+    back in the usual layout, so that what is saved and scored afterwards rounds as in `evaluate.py`.
     """
+    model.to(memory_format=torch.channels_last)
+    try:
+        _train_steps(model, mask_generator, config, device, log, checkpoint, ranks)
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+
+
+def _train_steps(model, mask_generator, config, device, log, checkpoint, ranks) -> None:
     params, out = config.params, Path(config.run.out)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.rate)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, params.steps_per_rate_decay, params.rate_decay)
@@ -203,7 +215,8 @@ def train_segmentation(
     with StopSignals() as stop, MaskStream(mask_generator) as stream, progress:
         for images, masks in stream:
             with autocast(device, config.run.precision):
-                loss = torch.nn.functional.cross_entropy(trained(images), masks)
+                logits = trained(images.contiguous(memory_format=torch.channels_last))
+                loss = torch.nn.functional.cross_entropy(logits, masks)
             # One exchange per step: the mean loss and whether any process was asked to stop.
             loss_sum, stops = sum_over_ranks([loss.item(), float(stop.received is not None)], ranks, device)
             loss_value = loss_sum / ranks.world_size

@@ -8,6 +8,7 @@ that other work on a shared machine inflates them as little as possible. See ben
 """
 
 import argparse
+import copy
 import dataclasses
 import json
 import os
@@ -17,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +41,7 @@ from postprocessing import connected_components_filter
 from tests.conftest import load_fixture
 from tests.reference_impl import (
     connected_components_reference,
+    mask_batch_reference,
     maxes_filter_reference,
     precision_recall_curves_reference,
     uncached_spectral_norm,
@@ -47,7 +50,7 @@ from tests.weight_fill import fill_module
 from train_config import SegmentationTrainParams
 from UNet.unet_model import UNet
 from utils.inputs import load_direction
-from utils.precision import PRECISIONS, AutocastGenerator, autocast
+from utils.precision import AutocastGenerator, autocast, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -186,10 +189,50 @@ def bench_direction(dim: int, device: torch.device) -> torch.Tensor:
     return (-direction / direction.norm()).to(device)
 
 
+@dataclass(frozen=True)
+class TrainingPath:
+    """How a training run synthesises and steps: its precision, memory format, whether every latent of
+    an attempt is generated (as before) or only as many as are likely needed (`MaskGenerator`), and
+    whether synthesis runs in a background thread, overlapped with the U-Net step (`MaskStream`)."""
+
+    precision: str
+    channels_last: bool
+    every_latent: bool
+    overlap: bool
+
+    @property
+    def label(self) -> str:
+        parts = [self.precision, "channels-last" if self.channels_last else "NCHW"]
+        return ", ".join([*parts, "every latent" if self.every_latent else "latents as needed"])
+
+
+# The CPU default until 2026-12-06, and one change at a time.
+PREVIOUS_DEFAULT = TrainingPath("fp32", channels_last=False, every_latent=True, overlap=True)
+SINGLE_CHANGES = {
+    "bf16 alone": dataclasses.replace(PREVIOUS_DEFAULT, precision="bf16"),
+    "channels-last alone": dataclasses.replace(PREVIOUS_DEFAULT, channels_last=True),
+    "latents as needed alone": dataclasses.replace(PREVIOUS_DEFAULT, every_latent=False),
+}
+NO_OVERLAP = {"no overlap alone": dataclasses.replace(PREVIOUS_DEFAULT, overlap=False)}
+
+
+def default_path(device: torch.device) -> TrainingPath:
+    """What `train_segmentation.py` does on `device` by default."""
+    precision = resolve_precision(None, device)
+    return TrainingPath(precision, channels_last=True, every_latent=False, overlap=device.type == "cuda")
+
+
+def path_generator(G: UnconditionalBigGAN, path: TrainingPath, device: torch.device) -> nn.Module:
+    """`G` as `path` runs it (a channels-last copy, under autocast for bf16)."""
+    if path.channels_last:
+        G = copy.deepcopy(G).to(memory_format=torch.channels_last)
+    return AutocastGenerator(G, device) if path.precision == "bf16" else G
+
+
 @torch.no_grad()
 def generator_rows(G: UnconditionalBigGAN, sizes: Sizes, device: torch.device) -> list[Row]:
-    """Eval forward with cached against recomputed W / sigma, and the image pair of a sample in fp32
-    and under bf16 autocast, with the share of mask pixels on which the two precisions agree."""
+    """Eval forward with cached against recomputed W / sigma, the image pair of a sample in fp32, in
+    bf16 and channels-last, and the share of mask pixels on which the default path agrees with fp32."""
     z = torch.randn(sizes.generator_batch, G.dim_z, generator=torch.Generator().manual_seed(1)).to(device)
     shift = SegmentationTrainParams().latent_shift_r * bench_direction(G.dim_z, device)
     one = z[:1]
@@ -197,30 +240,41 @@ def generator_rows(G: UnconditionalBigGAN, sizes: Sizes, device: torch.device) -
     with uncached_spectral_norm():
         recomputed = best_time(lambda: G(one), sizes.generator_repeats, device)
 
-    pairs = {}
+    default = default_path(device)
+    paths = {"fp32": PREVIOUS_DEFAULT, "bf16": SINGLE_CHANGES["bf16 alone"]}
+    paths |= {"channels-last": SINGLE_CHANGES["channels-last alone"], "default": default}
+    per_sample, masks = {}, {}
+    for name, path in paths.items():
+        generator = path_generator(G, path, device)
 
-    def pair(precision: str) -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            pairs[precision] = (G(z).float(), G.gen_shifted(z, shift).float())
+        def pair(generator=generator, name=name) -> None:
+            masks[name] = pair_to_mask(generator(z), generator.gen_shifted(z, shift))
 
-    per_sample = {
-        precision: best_time(lambda p=precision: pair(p), sizes.generator_repeats, device) / len(z)
-        for precision in ("fp32", "bf16")
-    }
-    agreement = (pair_to_mask(*pairs["fp32"]) == pair_to_mask(*pairs["bf16"])).float().mean().item()
-    fp32, bf16 = per_sample["fp32"], per_sample["bf16"]
+        per_sample[name] = best_time(pair, sizes.generator_repeats, device) / len(z)
+    agreement = (masks["fp32"] == masks["default"]).float().mean().item()
+    fp32 = per_sample["fp32"]
     return [
         Row("generator G(z), batch 1: W/σ cached vs recomputed", cached, "s", recomputed),
         Row(f"generator pair G(z), G(z + shift), fp32, batch {len(z)}", fp32, "s/sample"),
-        Row(f"generator pair, bf16 autocast vs fp32, batch {len(z)}", bf16, "s/sample", fp32),
-        Row("masks: bf16 agreeing with fp32", 100 * agreement, "% of pixels"),
+        Row(f"generator pair, bf16 autocast vs fp32, batch {len(z)}", per_sample["bf16"], "s/sample", fp32),
+        Row(
+            f"generator pair, channels-last vs NCHW, fp32, batch {len(z)}",
+            per_sample["channels-last"],
+            "s/sample",
+            fp32,
+        ),
+        Row(
+            f"masks: default ({default.precision}, channels-last) agreeing with fp32",
+            100 * agreement,
+            "% of pixels",
+        ),
     ]
 
 
 class CountingGenerator(nn.Module):
     """The generator, counting the samples it makes (a filtered batch may need several calls)."""
 
-    def __init__(self, G: UnconditionalBigGAN):
+    def __init__(self, G: nn.Module):
         super().__init__()
         self.G = G
         self.dim_z = G.dim_z
@@ -234,29 +288,37 @@ class CountingGenerator(nn.Module):
         return self.G.gen_shifted(z, shift)
 
 
+def compared_paths(device: torch.device, overlap: bool = False) -> dict[str, TrainingPath]:
+    """The previous default, each change alone (with `overlap`, the synthesis thread's too), the default."""
+    changes = {**SINGLE_CHANGES, **(NO_OVERLAP if overlap else {})}
+    return {"previous default": PREVIOUS_DEFAULT, **changes, "default": default_path(device)}
+
+
 def synthetic_batch_rows(G: UnconditionalBigGAN, sizes: Sizes, device: torch.device) -> list[Row]:
-    """One `MaskGenerator` batch with the default filters (area, two-peak, connected components), in
-    fp32 and with the generator under bf16 autocast (`AutocastGenerator`, as training runs it)."""
+    """One `MaskGenerator` batch with the default filters (area, two-peak, connected components) on each
+    `TrainingPath`, against the previous default; each row says how many samples it generated."""
     params = dataclasses.replace(SegmentationTrainParams(), batch_size=sizes.synthetic_batch)
     direction = bench_direction(G.dim_z, device)
-
-    def one_batch(generator: nn.Module) -> tuple[float, int]:
-        counting = CountingGenerator(generator)
+    rows = []
+    for name, path in compared_paths(device).items():
+        counting = CountingGenerator(path_generator(G, path, device))
         rng = torch.Generator().manual_seed(2)
         masks = MaskGenerator(counting, direction, params, (), [connected_components_filter], rng=rng)
-        return best_time(masks, 1, device, warmup=False), counting.samples
-
-    (fp32, fp32_samples), (bf16, bf16_samples) = one_batch(G), one_batch(AutocastGenerator(G, device))
-    name = f"synthetic batch of {sizes.synthetic_batch}, default filters"
-    return [
-        Row(f"{name}, fp32", fp32, "s/batch", value=f"{sizes.synthetic_batch} kept of {fp32_samples}"),
-        Row(f"{name}, bf16 vs fp32 ({bf16_samples} generated)", bf16, "s/batch", fp32),
-    ]
+        make_batch = partial(mask_batch_reference, masks) if path.every_latent else masks
+        seconds = best_time(make_batch, 1, device, warmup=False)
+        reference = rows[0].ours if rows else None
+        label = f"synthetic batch of {sizes.synthetic_batch}, default filters, {name} ({path.label}"
+        rows.append(Row(f"{label}, {counting.samples} generated)", seconds, "s/batch", reference))
+    return rows
 
 
 def unet_step(
     model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, masks: torch.Tensor
 ) -> None:
+    """Forward, cross-entropy, backward and Adam, in the memory format of `model`'s weights."""
+    channels_last = model.inc.double_conv[0].weight.is_contiguous(memory_format=torch.channels_last)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
     loss = F.cross_entropy(model(images), masks)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -264,64 +326,94 @@ def unet_step(
 
 
 def unet_step_rows(sizes: Sizes, device: torch.device) -> list[Row]:
-    """One training step (forward, cross-entropy, backward, Adam) of the U-Net on a synthetic-size batch,
-    in fp32 and under bf16 autocast (as training runs it)."""
-    model = UNet(base_width=sizes.unet_width).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    """One training step of the U-Net on a synthetic-size batch on each `TrainingPath` (the latents do
+    not matter here), against the previous default."""
     g = torch.Generator().manual_seed(3)
     batch, side = sizes.unet_batch, sizes.unet_size
     images = (torch.rand(batch, 3, side, side, generator=g) * 2 - 1).to(device)
     masks = (torch.rand(batch, side, side, generator=g) < 0.5).long().to(device)
+    rows = []
+    for name, path in compared_paths(device).items():
+        if name == "latents as needed alone":
+            continue
+        model = UNet(base_width=sizes.unet_width).to(device).train()
+        if path.channels_last:
+            model.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-    def step(precision: str) -> None:
-        with autocast(device, precision):
-            unet_step(model, optimizer, images, masks)
+        def step(model=model, optimizer=optimizer, precision=path.precision) -> None:
+            with autocast(device, precision):
+                unet_step(model, optimizer, images, masks)
 
-    fp32, bf16 = (best_time(lambda p=p: step(p), sizes.repeats, device) for p in PRECISIONS)
-    name = f"U-Net step, batch {sizes.unet_batch} at {sizes.unet_size} px, width {sizes.unet_width}"
-    return [
-        Row(f"{name}, fp32", 1e3 * fp32, "ms"),
-        Row(f"{name}, bf16 vs fp32", 1e3 * bf16, "ms", 1e3 * fp32),
-    ]
+        seconds = best_time(step, sizes.repeats, device)
+        reference = rows[0].ours if rows else None
+        label = f"U-Net step, batch {batch} at {side} px, width {sizes.unet_width}, {name}"
+        rows.append(
+            Row(
+                f"{label} ({path.precision}, {'channels-last' if path.channels_last else 'NCHW'})",
+                1e3 * seconds,
+                "ms",
+                reference,
+            )
+        )
+    return rows
 
 
 def training_sample_row(synthetic: list[Row], unet: list[Row], sizes: Sizes) -> Row:
-    """A full-config training sample (its share of a filtered synthetic batch and of a U-Net step), bf16
-    against fp32 (the CPU default)."""
+    """A full-config training sample (its share of a filtered synthetic batch and of a U-Net step), the
+    default path against the previous default."""
 
-    def per_sample(precision: str) -> float:
-        index = PRECISIONS.index(precision)
-        return synthetic[index].ours / sizes.synthetic_batch + unet[index].ours / 1e3 / sizes.unet_batch
+    def per_sample(synthetic_row: Row, unet_row: Row) -> float:
+        return synthetic_row.ours / sizes.synthetic_batch + unet_row.ours / 1e3 / sizes.unet_batch
 
-    return Row(
-        "training sample, full config: bf16 vs fp32", per_sample("bf16"), "s/sample", per_sample("fp32")
-    )
+    default, previous = per_sample(synthetic[-1], unet[-1]), per_sample(synthetic[0], unet[0])
+    return Row("training sample, full config: default vs previous default", default, "s/sample", previous)
 
 
-def demo_training_row(sizes: Sizes, device: torch.device) -> Row:
-    """Training steps per second of the demo preset: streamed synthetic batches and U-Net steps, as in
-    `train_segmentation.py --demo` without its logging, validation and checkpoints."""
-    G = make_big_gan(DEMO_GENERATOR_PATH, device=device, config=DEMO_GENERATOR_CONFIG)
-    direction = load_direction(DEMO_DIRECTION_PATH, G.dim_z).to(device)
+class EveryLatentMaskGenerator(MaskGenerator):
+    """Batches made as before: every latent of an attempt generated (tests/reference_impl.py)."""
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        images, masks, _ = mask_batch_reference(self)
+        return images, masks
+
+
+def demo_training_rows(sizes: Sizes, device: torch.device) -> list[Row]:
+    """Training steps per second of the demo preset on each `TrainingPath`: synthetic batches and U-Net
+    steps, as in `train_segmentation.py --demo` without its logging, validation and checkpoints."""
     params = dataclasses.replace(
         SegmentationTrainParams(),
         batch_size=sizes.demo_batch,
         latent_shift_r=DEMO_TRAINING["latent_shift_r"],
     )
-    rng = torch.Generator().manual_seed(4)
-    generator = MaskGenerator(G, direction, params, (), [connected_components_filter], rng=rng)
-    model = UNet(base_width=DEMO_TRAINING["unet_width"]).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=DEMO_TRAINING["rate"])
-    with MaskStream(generator) as stream:
-        unet_step(model, optimizer, *next(stream))  # warm-up
+    G = make_big_gan(DEMO_GENERATOR_PATH, device=device, config=DEMO_GENERATOR_CONFIG)
+    direction = load_direction(DEMO_DIRECTION_PATH, G.dim_z).to(device)
+    rows = []
+    for name, path in compared_paths(device, overlap=True).items():
+        kind = EveryLatentMaskGenerator if path.every_latent else MaskGenerator
+        rng = torch.Generator().manual_seed(4)
+        generator = kind(
+            path_generator(G, path, device), direction, params, (), [connected_components_filter], rng=rng
+        )
+        model = UNet(base_width=DEMO_TRAINING["unet_width"]).to(device).train()
+        if path.channels_last:
+            model.to(memory_format=torch.channels_last)
+        optimizer = torch.optim.Adam(model.parameters(), lr=DEMO_TRAINING["rate"])
 
-        def steps() -> None:
-            for _ in range(sizes.demo_steps):
+        def step(stream: MaskStream, model=model, optimizer=optimizer, precision=path.precision) -> None:
+            with autocast(device, precision):
                 unet_step(model, optimizer, *next(stream))
 
-        seconds = best_time(steps, 1, device, warmup=False)
-    name = f"demo training, batch {params.batch_size}, {sizes.demo_steps} steps"
-    return Row(name, sizes.demo_steps / seconds, "steps/s")
+        with MaskStream(generator, background=path.overlap) as stream:
+            step(stream)  # warm-up
+            seconds = best_time(lambda: [step(stream) for _ in range(sizes.demo_steps)], 1, device, False)
+        reference = rows[0].ours if rows else None
+        overlap = "synthesis overlapped" if path.overlap else "synthesis in the training thread"
+        label = f"demo training, batch {params.batch_size}, {sizes.demo_steps} steps, {name}"
+        rows.append(
+            Row(f"{label} ({path.label}, {overlap})", seconds / sizes.demo_steps, "s/step", reference)
+        )
+    return rows
 
 
 def ddp_samples_per_second(processes: int, steps: int, batch_size: int) -> float:
@@ -362,7 +454,7 @@ def run_benchmarks(sizes: Sizes, device: torch.device) -> list[Row]:
         *(synthetic := synthetic_batch_rows(G, sizes, device)),
         *(unet := unet_step_rows(sizes, device)),
         training_sample_row(synthetic, unet, sizes),
-        demo_training_row(sizes, device),
+        *demo_training_rows(sizes, device),
         *ddp_rows(sizes, device),
     ]
 

@@ -68,3 +68,16 @@ def uncached_spectral_norm() -> Iterator[None]:
         yield
     finally:
         SpectralNorm.normalized_weight = cached
+
+
+def mask_batch_reference(generator) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """A `MaskGenerator` batch made as the original made it: every latent of every attempt generated,
+    the first passing samples kept. Also returns how many samples were generated."""
+    images, masks, generated = [], [], 0
+    while sum(len(mask) for mask in masks) < generator.p.batch_size:
+        img, img_shifted, mask = generator.gen_samples(generator.make_noise(generator.p.batch_size))
+        _, keep = generator.filter_decisions(img_shifted, mask)
+        images.append(img[keep])
+        masks.append(mask[keep])
+        generated += len(mask)
+    return torch.cat(images)[: generator.p.batch_size], torch.cat(masks)[: generator.p.batch_size], generated

@@ -16,6 +16,7 @@ from gan_mask_gen import (
     MaskSynthesizing,
     area_filter,
     check_masks_vary,
+    expected_need,
     maxes_filter,
     mean_thr_mask,
     pair_to_mask,
@@ -23,6 +24,7 @@ from gan_mask_gen import (
 )
 from postprocessing import connected_components_filter
 from tests.conftest import load_fixture
+from tests.reference_impl import mask_batch_reference
 from tests.weight_fill import fill_module
 
 
@@ -120,7 +122,8 @@ def test_maxes_filter_needs_two_maxima_of_the_smoothed_histogram():
 
 
 class ReplayGenerator(nn.Module):
-    """Returns stored images, so the mask pipeline can be checked on the fixture's inputs."""
+    """Returns stored images, so the mask pipeline can be checked on the fixture's inputs: a latent's
+    first value is the index of its stored image (see `replayed_latents`)."""
 
     dim_z = 120
 
@@ -129,18 +132,28 @@ class ReplayGenerator(nn.Module):
         self.img, self.shifted = img, shifted
 
     def forward(self, z):
-        return self.img[: len(z)]
+        return self.img[z[:, 0].long()]
 
     def gen_shifted(self, z, shift):
-        return self.shifted[: len(z)]
+        return self.shifted[z[:, 0].long()]
+
+
+def replayed_latents(count: int) -> torch.Tensor:
+    """Latents of the stored images 0 .. count - 1, in order."""
+    return torch.arange(count, dtype=torch.float32)[:, None].expand(count, ReplayGenerator.dim_z)
+
+
+def replay(img, shifted, p, postprocessing=()) -> MaskGenerator:
+    """A mask generator over the stored images: each batch of latents is images 0, 1, ... again."""
+    generator = MaskGenerator(ReplayGenerator(img, shifted), torch.zeros(120), p, (), postprocessing)
+    generator.make_noise = replayed_latents
+    return generator
 
 
 def test_generator_filters_and_refills_like_the_reference(pipeline):
     img, shifted, ref = pipeline
-    generator = MaskGenerator(
-        ReplayGenerator(img, shifted), torch.zeros(120), params(), (), [connected_components_filter]
-    )
-    images, masks = generator(z=torch.zeros(16, 120))
+    generator = replay(img, shifted, params(), [connected_components_filter])
+    images, masks = generator()
     keep = ref["pipeline_keep"]
     assert keep.sum() == 14
     expected_images = torch.cat([img[keep], img[keep]])[:16]
@@ -149,9 +162,50 @@ def test_generator_filters_and_refills_like_the_reference(pipeline):
     assert torch.equal(masks, expected_masks)
 
 
+class ElementwiseGenerator(nn.Module):
+    """4x4 images computed value by value from the latent, so a sample never depends on the others
+    generated with it (a real generator's may, by float rounding)."""
+
+    dim_z = 48
+
+    def forward(self, z):
+        return torch.sin(3 * z).view(len(z), 3, 4, 4)
+
+    def gen_shifted(self, z, shift):
+        return self.forward(z + shift)
+
+
+def test_generator_keeps_the_originals_samples_and_makes_fewer():
+    """Same samples, same random stream as generating every latent of every attempt; the samples made
+    past the last one needed are left out."""
+    direction = torch.randn(48, generator=torch.Generator().manual_seed(3))
+    p = params(batch_size=32, latent_shift_r=1.0, mask_size_up=0.7)  # 96 % pass, as in the demo
+    ours = MaskGenerator(ElementwiseGenerator(), direction, p, rng=torch.Generator().manual_seed(4))
+    reference = MaskGenerator(ElementwiseGenerator(), direction, p, rng=torch.Generator().manual_seed(4))
+    made = []
+    make = ours.gen_samples
+    ours.gen_samples = lambda z: made.append(len(z)) or make(z)
+    generated_before = 0
+    for _ in range(5):
+        images, masks = ours()
+        want_images, want_masks, generated = mask_batch_reference(reference)
+        assert torch.equal(images, want_images) and torch.equal(masks, want_masks)
+        assert torch.equal(ours.rng.get_state(), reference.rng.get_state())
+        generated_before += generated
+    assert generated_before > 5 * 32 * 1.5  # the filters drop some samples: attempts are refilled
+    assert sum(made) < 0.8 * generated_before
+    assert min(made) >= 8  # generator calls stay large enough to be worth making
+
+
+def test_the_generated_count_follows_the_pass_rate():
+    assert expected_need(10, kept=50, generated=100) == 22  # 10 more at 50 %, plus 10 %
+    assert expected_need(1, kept=99, generated=100) == 8  # never fewer than 8 at once
+    assert expected_need(30, kept=30, generated=30) == 33
+
+
 def test_generator_names_the_filter_that_rejects_everything(pipeline):
     img, shifted, _ = pipeline
-    generator = MaskGenerator(ReplayGenerator(img, shifted), torch.zeros(120), params(mask_size_up=0.0))
+    generator = replay(img, shifted, params(mask_size_up=0.0))
     with pytest.raises(MaskGenerationError, match=r"area filter \(mask_size_up=0.0\) rejected 48"):
         generator(max_retries=3)
 
@@ -222,7 +276,8 @@ def test_mean_thr_masks_and_preprocessing_reach_the_masks():
     assert torch.equal(image, img) and torch.equal(image_shifted, shifted)  # the pair itself is not changed
 
 
-def test_stream_yields_the_generator_sequence_and_resumes_from_its_state():
+@pytest.mark.parametrize("background", [True, False])
+def test_stream_yields_the_generator_sequence_and_resumes_from_its_state(background):
     G = tiny_generator()
     direction = torch.randn(G.dim_z)
     p = params(batch_size=3, mask_size_up=1.0, maxes_filter=False)
@@ -232,7 +287,7 @@ def test_stream_yields_the_generator_sequence_and_resumes_from_its_state():
 
     direct = generator()
     expected = [direct() for _ in range(3)]
-    with MaskStream(generator()) as stream:
+    with MaskStream(generator(), background=background) as stream:
         first = next(stream)
         state = stream.rng_state
         rest = [next(stream), next(stream)]
@@ -257,10 +312,11 @@ def stream_generator(seed: int = 5) -> MaskGenerator:
     return MaskGenerator(G, direction, p, rng=torch.Generator().manual_seed(seed))
 
 
-def test_stream_state_before_any_batch_is_the_generators_start():
+@pytest.mark.parametrize("background", [True, False])
+def test_stream_state_before_any_batch_is_the_generators_start(background):
     """Resuming from a stream that handed out nothing starts the sequence from its beginning."""
     start = stream_generator().rng.get_state()
-    with MaskStream(stream_generator()) as stream:
+    with MaskStream(stream_generator(), background=background) as stream:
         assert torch.equal(stream.rng_state, start)
 
 
@@ -268,7 +324,7 @@ def test_a_slow_consumer_loses_no_batch():
     """The worker waits for room in the queue as long as it takes, not only for one poll interval."""
     direct = stream_generator()
     expected = [direct() for _ in range(3)]
-    with MaskStream(stream_generator()) as stream:
+    with MaskStream(stream_generator(), background=True) as stream:
         got = []
         for _ in range(3):
             time.sleep(0.3)  # longer than the worker's 0.1 s poll of a full queue
@@ -278,7 +334,7 @@ def test_a_slow_consumer_loses_no_batch():
 
 
 def test_close_stops_a_worker_blocked_on_a_full_queue():
-    stream = MaskStream(stream_generator())
+    stream = MaskStream(stream_generator(), background=True)
     next(stream)
     time.sleep(0.3)  # the worker has made the next batch and waits for room
     stream.close()
@@ -291,7 +347,7 @@ def test_the_stream_works_one_batch_ahead_only():
     calls = []
     make_batch = generator.forward
     generator.forward = lambda: calls.append(1) or make_batch()
-    with MaskStream(generator) as stream:
+    with MaskStream(generator, background=True) as stream:
         next(stream)
         deadline = time.monotonic() + 30
         while len(calls) < 3 and time.monotonic() < deadline:
@@ -302,11 +358,29 @@ def test_the_stream_works_one_batch_ahead_only():
 
 def test_an_unclosed_stream_does_not_keep_the_program_alive():
     """The worker is a daemon thread: a script that forgets `close()` still exits."""
-    with MaskStream(stream_generator()) as stream:
+    with MaskStream(stream_generator(), background=True) as stream:
         assert stream.worker.daemon
 
 
-def test_stream_raises_worker_errors_in_the_consumer():
-    stream = MaskStream(MaskGenerator(BrokenGenerator(), torch.zeros(4), params()))
+def test_a_cpu_stream_makes_each_batch_when_asked_and_a_cuda_one_in_a_thread(monkeypatch):
+    """On CPUs synthesis and training share the cores; on CUDA the worker overlaps them."""
+    generator = stream_generator()
+    calls = []
+    make_batch = generator.forward
+    generator.forward = lambda: calls.append(1) or make_batch()
+    with MaskStream(generator) as stream:
+        time.sleep(0.3)  # a worker would have made a batch by now
+        assert stream.worker is None and calls == []
+        next(stream)
+        assert calls == [1]
+    monkeypatch.setattr(MaskGenerator, "device", property(lambda self: torch.device("cuda")))
+    monkeypatch.setattr(MaskStream, "_produce", lambda self: None)  # this machine may have no CUDA
+    with MaskStream(stream_generator()) as on_cuda:
+        assert on_cuda.worker is not None
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_stream_raises_worker_errors_in_the_consumer(background):
+    stream = MaskStream(MaskGenerator(BrokenGenerator(), torch.zeros(4), params()), background=background)
     with pytest.raises(RuntimeError, match="generator exploded"):
         next(stream)

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 import train_segmentation
@@ -9,8 +10,9 @@ from BigGAN.gan_load import make_big_gan
 from demo.assets import DEMO_DIRECTION_PATH, DEMO_GENERATOR_CONFIG, DEMO_GENERATOR_PATH
 from gan_mask_gen import pair_to_mask
 from tests.training_run import command, make_inputs
+from utils.errors import InputError
 from utils.inputs import load_direction
-from utils.precision import AutocastGenerator, resolve_precision
+from utils.precision import CPU_BF16_VARIABLE, AutocastGenerator, cpu_has_native_bf16, resolve_precision
 
 
 def test_bf16_masks_agree_with_float32_on_the_demo_generator():
@@ -27,16 +29,43 @@ def test_bf16_masks_agree_with_float32_on_the_demo_generator():
     assert 0.99 <= agreement < 1.0  # bf16 really ran, and changed few mask pixels
 
 
-def test_precision_defaults_to_bf16_on_cuda_and_fp32_on_the_cpu():
-    assert resolve_precision(None, torch.device("cuda")) == "bf16"
+def test_precision_defaults_to_bf16_on_cuda_and_on_cpus_with_native_bf16(monkeypatch):
+    monkeypatch.delenv(CPU_BF16_VARIABLE)
+    for native in (True, False):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda native=native: native)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+        assert resolve_precision(None, torch.device("cpu")) == ("bf16" if native else "fp32")
+        assert resolve_precision(None, torch.device("cuda")) == "bf16"
+        assert resolve_precision("fp32", torch.device("cuda")) == "fp32"
+        assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert cpu_has_native_bf16()
+    monkeypatch.delattr(torch.cpu, "_is_avx512_bf16_supported")
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")
+    assert not cpu_has_native_bf16()  # a torch without the private checks falls back to fp32
+
+
+def test_the_variable_overrides_the_detection_and_rejects_other_values(monkeypatch):
+    """The suite sets BGW_CPU_BF16=0 (tests/conftest.py): its runs do not depend on the CPU."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    monkeypatch.setenv(CPU_BF16_VARIABLE, "0")
     assert resolve_precision(None, torch.device("cpu")) == "fp32"
-    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setenv(CPU_BF16_VARIABLE, "1")
+    assert resolve_precision(None, torch.device("cpu")) == "bf16"
+    monkeypatch.setenv(CPU_BF16_VARIABLE, "yes")
+    with pytest.raises(InputError, match="BGW_CPU_BF16='yes': set it to 1, 0, or leave it unset"):
+        resolve_precision(None, torch.device("cpu"))
 
 
-def test_a_bf16_run_trains_and_records_its_precision(tmp_path):
+def test_a_run_records_the_precision_it_resolved(tmp_path, monkeypatch):
     (tmp_path / "inputs").mkdir()
     inputs = make_inputs(tmp_path / "inputs")
     train_segmentation.main([*command(inputs, tmp_path / "bf16", 2), "--precision", "bf16"])
     assert json.loads((tmp_path / "bf16/args.json").read_text())["precision"] == "bf16"
     train_segmentation.main(command(inputs, tmp_path / "default", 2))
     assert json.loads((tmp_path / "default/args.json").read_text())["precision"] == "fp32"
+    monkeypatch.setenv(CPU_BF16_VARIABLE, "1")  # as on a CPU with native bf16
+    train_segmentation.main(command(inputs, tmp_path / "native", 2))
+    assert json.loads((tmp_path / "native/args.json").read_text())["precision"] == "bf16"
