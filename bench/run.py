@@ -38,7 +38,7 @@ from gan_mask_gen import (
 )
 from metrics import F_max, precision_recall_curves
 from postprocessing import connected_components_filter
-from tests.conftest import load_fixture
+from tests.fixture_files import load_fixture
 from tests.reference_impl import (
     connected_components_reference,
     mask_batch_reference,

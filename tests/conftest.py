@@ -10,14 +10,13 @@ for name in [name for name in os.environ if name.startswith("TQDM_")]:
 # fp32 everywhere, and the tests of bf16 ask for it.
 os.environ["BGW_CPU_BF16"] = "0"
 
-from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from tensorboardX import event_file_writer  # noqa: E402
 
-FIXTURES = Path(__file__).parent / "fixtures"
+from tests.fixture_files import FIXTURES  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -46,26 +45,6 @@ def event_files_of_one_second(monkeypatch):
     monkeypatch.setattr(event_file_writer, "time", SimpleNamespace(time=lambda: 1764950000.0))
 
 
-def load_fixture(name: str) -> dict[str, torch.Tensor]:
-    return torch.load(FIXTURES / name, weights_only=True)
-
-
 @pytest.fixture(scope="session")
 def reference_results() -> dict:
     return json.loads((FIXTURES / "results.json").read_text())
-
-
-def read_keys_file(name: str) -> list[tuple[str, list[int], str]]:
-    """(key, shape, dtype) rows of a `*_keys.txt` fixture, comments skipped."""
-    rows = []
-    for line in (FIXTURES / name).read_text().splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        key, shape, dtype = line.split("\t")
-        rows.append((key, json.loads(shape), dtype))
-    return rows
-
-
-def state_dict_rows(module: torch.nn.Module) -> list[tuple[str, list[int], str]]:
-    state = module.state_dict()
-    return [(key, list(state[key].shape), str(state[key].dtype)) for key in sorted(state)]

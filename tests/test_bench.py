@@ -28,6 +28,7 @@ def test_bench_prints_every_row():
     lines = table.splitlines()
     assert lines[0] == "| name | ours | reference | ratio or value | unit |"
     names = [line.split(" | ")[0].lstrip("| ") for line in lines[2:]]
+    demo = "demo training, batch 8, 1 steps, "
     expected = [
         "two-peak filter",
         "two-peak filter, batched bincount path",
@@ -48,12 +49,12 @@ def test_bench_prints_every_row():
         "U-Net step, batch 2 at 32 px, width 4, channels-last alone (fp32, channels-last)",
         "U-Net step, batch 2 at 32 px, width 4, default (fp32, channels-last)",
         "training sample, full config: default vs previous default",
-        "demo training, batch 8, 1 steps, previous default (fp32, NCHW, every latent, synthesis overlapped)",
-        "demo training, batch 8, 1 steps, bf16 alone (bf16, NCHW, every latent, synthesis overlapped)",
-        "demo training, batch 8, 1 steps, channels-last alone (fp32, channels-last, every latent, synthesis o",
-        "demo training, batch 8, 1 steps, latents as needed alone (fp32, NCHW, latents as needed, synthesis o",
-        "demo training, batch 8, 1 steps, no overlap alone (fp32, NCHW, every latent, synthesis in the traini",
-        "demo training, batch 8, 1 steps, default (fp32, channels-last, latents as needed, synthesis in the t",
+        f"{demo}previous default (fp32, NCHW, every latent, synthesis overlapped)",
+        f"{demo}bf16 alone (bf16, NCHW, every latent, synthesis overlapped)",
+        f"{demo}channels-last alone (fp32, channels-last, every latent, synthesis o",
+        f"{demo}latents as needed alone (fp32, NCHW, latents as needed, synthesis o",
+        f"{demo}no overlap alone (fp32, NCHW, every latent, synthesis in the traini",
+        f"{demo}default (fp32, channels-last, latents as needed, synthesis in the t",
         "demo training, DDP 2 processes vs 1",
     ]
     assert len(names) == len(expected)

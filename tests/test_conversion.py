@@ -12,7 +12,7 @@ import torch
 
 from BigGAN.gan_load import UnconditionalBigGAN, make_big_gan
 from BigGAN.model.BigGAN import Generator
-from tests.conftest import FIXTURES
+from tests.fixture_files import FIXTURES
 from tests.notebooks import execute_notebook, image_count, printed_text
 from tests.weight_fill import fill_module
 from tf_tools.bigbigan2biggan import ConversionError, convert, convert_file, main

@@ -19,7 +19,7 @@ import torch
 
 from BigGAN.gan_load import make_biggan_config
 from BigGAN.model.BigGAN import Generator
-from tests.conftest import read_keys_file
+from tests.fixture_files import read_keys_file
 from UNet.unet_model import UNet
 from utils.errors import UserError
 from verify_download import verify

@@ -11,7 +11,7 @@ from BigGAN.model.layers import SpectralNorm, power_iteration
 from gan_mask_gen import batched_histograms, count_maxima, maxes_filter, value_histograms
 from metrics import F_max, precision_recall_curves, thresholds
 from postprocessing import connected_components_filter
-from tests.conftest import load_fixture
+from tests.fixture_files import load_fixture
 from tests.reference_impl import (
     connected_components_reference,
     maxes_filter_reference,

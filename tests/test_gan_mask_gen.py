@@ -23,7 +23,7 @@ from gan_mask_gen import (
     rgb2gray,
 )
 from postprocessing import connected_components_filter
-from tests.conftest import load_fixture
+from tests.fixture_files import load_fixture
 from tests.reference_impl import mask_batch_reference
 from tests.weight_fill import fill_module
 

@@ -5,7 +5,7 @@ import torch
 
 from BigGAN.gan_load import UnconditionalBigGAN, make_biggan_config
 from BigGAN.model.BigGAN import Generator
-from tests.conftest import load_fixture, read_keys_file, state_dict_rows
+from tests.fixture_files import load_fixture, read_keys_file, state_dict_rows
 from tests.weight_fill import fill_module
 
 

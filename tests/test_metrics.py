@@ -13,7 +13,7 @@ from metrics import (
     thresholds,
 )
 from postprocessing import SegmentationInference, Threshold
-from tests.conftest import load_fixture
+from tests.fixture_files import load_fixture
 
 N_PAIRS = 8
 

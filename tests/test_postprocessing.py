@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from postprocessing import SegmentationInference, Threshold, connected_components_filter
-from tests.conftest import load_fixture
+from tests.fixture_files import load_fixture
 from tests.weight_fill import fill_module
 from UNet.unet_model import UNet
 

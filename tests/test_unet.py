@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from tests.conftest import load_fixture, read_keys_file, state_dict_rows
+from tests.fixture_files import load_fixture, read_keys_file, state_dict_rows
 from tests.weight_fill import fill_module
 from UNet.unet_model import UNet
 
