@@ -5,8 +5,8 @@
 Each phase is the time spent in the functions named beside it (wrapped, not changed). Phases inside the
 training loop are part of it: "waiting for synthesis" is the time the loop waited for the next batch (on
 the CPU, where batches are made when asked for, all of the synthesis; on CUDA the part not hidden behind
-the U-Net step), "logging and validation" the main process's logging, and "U-Net steps" the rest. Run it with an empty cache (`rm -rf cache/demo`) to include the
-held-out folder's generation, as on a fresh clone.
+the U-Net step), "logging and validation" the main process's logging, and "U-Net steps" the rest. Run it
+with an empty cache (`rm -rf cache/demo`) to include the held-out folder's generation, as on a fresh clone.
 """
 
 import time

@@ -388,8 +388,13 @@ def demo_training_rows(sizes: Sizes, device: torch.device) -> list[Row]:
     )
     G = make_big_gan(DEMO_GENERATOR_PATH, device=device, config=DEMO_GENERATOR_CONFIG)
     direction = load_direction(DEMO_DIRECTION_PATH, G.dim_z).to(device)
+    paths = compared_paths(device, overlap=True)
+    other = "overlapped" if not paths["default"].overlap else "in the training thread"
+    paths[f"default, synthesis {other}"] = dataclasses.replace(
+        paths["default"], overlap=not paths["default"].overlap
+    )
     rows = []
-    for name, path in compared_paths(device, overlap=True).items():
+    for name, path in paths.items():
         kind = EveryLatentMaskGenerator if path.every_latent else MaskGenerator
         rng = torch.Generator().manual_seed(4)
         generator = kind(

@@ -55,6 +55,7 @@ def test_bench_prints_every_row():
         f"{demo}latents as needed alone (fp32, NCHW, latents as needed, synthesis o",
         f"{demo}no overlap alone (fp32, NCHW, every latent, synthesis in the traini",
         f"{demo}default (fp32, channels-last, latents as needed, synthesis in the t",
+        f"{demo}default, synthesis overlapped (fp32, channels-last, latents as needed, synthesis overlapped)",
         "demo training, DDP 2 processes vs 1",
     ]
     assert len(names) == len(expected)
