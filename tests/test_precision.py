@@ -1,6 +1,7 @@
 """bf16 autocast: masks agree with float32 synthesis, and a run records the precision it trained with."""
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -12,7 +13,13 @@ from gan_mask_gen import pair_to_mask
 from tests.training_run import command, make_inputs
 from utils.errors import InputError
 from utils.inputs import load_direction
-from utils.precision import CPU_BF16_VARIABLE, AutocastGenerator, cpu_has_native_bf16, resolve_precision
+from utils.precision import (
+    CPU_BF16_VARIABLE,
+    AutocastGenerator,
+    autocast,
+    cpu_has_native_bf16,
+    resolve_precision,
+)
 
 
 def test_bf16_masks_agree_with_float32_on_the_demo_generator():
@@ -69,3 +76,35 @@ def test_a_run_records_the_precision_it_resolved(tmp_path, monkeypatch):
     monkeypatch.setenv(CPU_BF16_VARIABLE, "1")  # as on a CPU with native bf16
     train_segmentation.main(command(inputs, tmp_path / "native", 2))
     assert json.loads((tmp_path / "native/args.json").read_text())["precision"] == "bf16"
+
+
+def test_autocast_is_bf16_when_asked_for_and_off_otherwise():
+    for device_type in ("cpu", "cuda"):  # CUDA's own default dtype would be float16
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # no CUDA on this machine
+            assert autocast(torch.device(device_type), "bf16").fast_dtype == torch.bfloat16
+            wrapped = AutocastGenerator(
+                make_big_gan(DEMO_GENERATOR_PATH, device="cpu", config=DEMO_GENERATOR_CONFIG),
+                torch.device(device_type),
+            )
+            assert wrapped._autocast().fast_dtype == torch.bfloat16
+    for precision, enabled in (("bf16", True), ("fp32", False)):
+        with autocast(torch.device("cpu"), precision):
+            assert torch.is_autocast_enabled("cpu") == enabled
+
+
+class ShiftedGenerator(torch.nn.Module):
+    """A generator whose shift has its own dimension, as a wrapper must pass on."""
+
+    dim_z, dim_shift = 6, 4
+
+
+class LatentOnlyGenerator(torch.nn.Module):
+    dim_z = 5
+
+
+def test_the_wrapped_generator_keeps_the_latent_and_shift_dimensions():
+    wrapped = AutocastGenerator(ShiftedGenerator(), torch.device("cpu"))
+    assert (wrapped.dim_z, wrapped.dim_shift) == (6, 4)
+    unshifted = AutocastGenerator(LatentOnlyGenerator(), torch.device("cpu"))
+    assert unshifted.dim_shift == unshifted.dim_z == 5  # a generator without dim_shift shifts its latent
