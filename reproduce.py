@@ -43,6 +43,7 @@ TRAINING_SET_Z = {
 Z_NOISE = 0.2  # of the -noise rows: the value the original's author used when re-running CUB (its issue #2)
 DEMO_ROW = "demo/bigbigan"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+FLAGS_FILE = "reproduce_flags.json"  # in each run folder: the training flags it was started with
 
 
 @dataclass(frozen=True)
@@ -134,12 +135,27 @@ def run_forwarding_signals(command: list[str]) -> int:
             signal.signal(number, handler)
 
 
+def check_same_flags(folder: Path, flags: list[str]) -> None:
+    """A run folder holds the run of one set of flags: a finished run made with others (e.g. a quick
+    look with `-- --n_steps 100`) is never taken for this one."""
+    recorded = folder / FLAGS_FILE
+    if recorded.exists() and json.loads(recorded.read_text()) != flags:
+        raise InputError(
+            f"{folder} holds a run made with other flags ({' '.join(json.loads(recorded.read_text()))}); "
+            "give another --out, or delete that folder to train it again"
+        )
+
+
 def train(row: Row, seed: int, out: Path, extra: list[str]) -> dict:
     """The run's score.json, training (or continuing) it first unless it is complete."""
     folder = run_folder(out, row.name, seed)
+    command = row.command(seed, folder, extra)
+    check_same_flags(folder, command[2:])
     if not (folder / "score.json").exists():
         print(f"\n== {row.name}, seed {seed}: {folder}", flush=True)
-        status = run_forwarding_signals(row.command(seed, folder, extra))
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / FLAGS_FILE, command[2:])
+        status = run_forwarding_signals(command)
         stopped = {128 + number: number for number in STOP_SIGNALS}
         if status in stopped:
             message = (

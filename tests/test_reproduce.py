@@ -118,6 +118,13 @@ def test_the_demo_row_runs_each_seed_scores_it_and_skips_finished_runs(tmp_path)
     assert (out / "demo/bigbigan/seed_2/segmentation.pth").stat().st_mtime_ns == finished
     assert json.loads((out / "table.json").read_text()) == table
 
+    other = command(out, steps="30")
+    refused = subprocess.run(other, cwd=REPOSITORY, capture_output=True, text=True)
+    assert refused.returncode == 1
+    assert f"error: {out}/demo/bigbigan/seed_2 holds a run made with other flags (" in refused.stderr
+    assert "give another --out, or delete that folder to train it again" in refused.stderr
+    assert json.loads((out / "table.json").read_text()) == table  # nothing was changed
+
 
 @pytest.mark.slow
 def test_an_interrupted_reproduction_continues_where_it_stopped(tmp_path):

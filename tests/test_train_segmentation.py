@@ -350,3 +350,31 @@ def test_the_run_ends_by_printing_its_wall_time(inputs, tmp_path, monkeypatch, c
     monkeypatch.setattr(train_segmentation.time, "monotonic", lambda: next(clock, 165.4))
     train_segmentation.main(command(inputs, tmp_path / "run", 1))
     assert capsys.readouterr().out.endswith("\nwall time: 1 min 05 s\n")
+
+
+def test_training_runs_channels_last_and_saves_the_usual_layout(inputs, tmp_path):
+    """Convolutions run on channels-last weights (faster); what is saved and scored afterwards is in the
+    usual layout, as evaluate.py loads it."""
+    config = resolve_config(command(inputs, tmp_path / "run", n_steps=2))
+    loaded = train_segmentation.load_inputs(config, torch.device("cpu"))
+    generator_convs = [p for p in loaded.G.parameters() if p.dim() == 4]
+    assert generator_convs and all(
+        p.is_contiguous(memory_format=torch.channels_last) for p in generator_convs
+    )
+
+    train_segmentation.main(command(inputs, tmp_path / "run", n_steps=2))
+    trained = torch.load(tmp_path / "run/checkpoint.pth", weights_only=True)["model"]
+    saved = torch.load(tmp_path / "run/segmentation.pth", weights_only=True)
+    convs = [key for key, tensor in saved.items() if tensor.dim() == 4]
+    assert convs and all(saved[key].is_contiguous() for key in convs)
+    assert all(trained[key].is_contiguous(memory_format=torch.channels_last) for key in convs)
+    assert not any(trained[key].is_contiguous() for key in convs if trained[key][0, 0].numel() > 1)
+
+
+def test_a_run_that_gets_no_signal_is_not_stopped(inputs, tmp_path):
+    """Stopping is a KeyboardInterrupt, which pytest would take for the user's: fail the test instead."""
+    try:
+        train_segmentation.main(command(inputs, tmp_path / "run", n_steps=3))
+    except KeyboardInterrupt as stopped:
+        pytest.fail(f"stopped without a signal: {stopped}")
+    assert torch.load(tmp_path / "run/checkpoint.pth", weights_only=True)["step"] == 3
