@@ -107,7 +107,7 @@ def test_the_demo_row_runs_each_seed_scores_it_and_skips_finished_runs(tmp_path)
     assert result["paper"] is None and result["baselines"]["otsu"] == scores[0]["baselines"]["otsu"]["IoU"]
     text = (out / "table.md").read_text()
     assert (
-        f"| demo/bigbigan | IoU | — | {statistics.fmean(ious):.3f} ± {statistics.stdev(ious):.3f} (n=2) |"
+        f"| demo/bigbigan | IoU | — | {statistics.fmean(ious):.4f} ± {statistics.stdev(ious):.4f} (n=2) |"
         in text
     )
     assert "| demo/bigbigan | otsu |" in text
