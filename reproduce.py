@@ -67,8 +67,8 @@ class Row:
             if flag in ("--gan_weights", "--bg_direction", "--z")
         ]
         needed = [(path, f"bash download_all.sh --only {Path(path).name}") for path in files]
-        folder_hint = f"not fetched by the project yet: make it as docs/reproduce.md says ({dataset})"
-        return [*needed, (self.images, folder_hint), (self.masks, folder_hint)]
+        prepare = f"python prepare_datasets.py {dataset}"
+        return [*needed, (self.images, prepare), (self.masks, prepare)]
 
     def missing(self, folder: Path) -> list[tuple[str, str]]:
         """The inputs not found from `folder`, where the runs start and read them."""

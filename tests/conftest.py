@@ -10,6 +10,9 @@ for name in [name for name in os.environ if name.startswith("TQDM_")]:
 # fp32 everywhere, and the tests of bf16 ask for it.
 os.environ["BGW_CPU_BF16"] = "0"
 
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
 import pytest  # noqa: E402
@@ -17,6 +20,7 @@ import torch  # noqa: E402
 from tensorboardX import event_file_writer  # noqa: E402
 
 from tests.fixture_files import FIXTURES  # noqa: E402
+from tests.local_server import free_port, wait_for_port  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -48,3 +52,24 @@ def event_files_of_one_second(monkeypatch):
 @pytest.fixture(scope="session")
 def reference_results() -> dict:
     return json.loads((FIXTURES / "results.json").read_text())
+
+
+@pytest.fixture
+def serve():
+    """Starts `python -m http.server` on a folder and returns its URL; stopped after the test."""
+    servers = []
+
+    def start(folder: Path) -> str:
+        port = free_port()
+        command = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)]
+        server = subprocess.Popen(
+            [*command, "--directory", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        servers.append(server)
+        wait_for_port(port)
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server in servers:
+        server.terminate()
+        server.wait()

@@ -6,7 +6,6 @@ import http.server
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,6 +19,7 @@ import torch
 from BigGAN.gan_load import make_biggan_config
 from BigGAN.model.BigGAN import Generator
 from tests.fixture_files import read_keys_file
+from tests.local_server import free_port
 from UNet.unet_model import UNet
 from utils.errors import UserError
 from verify_download import verify
@@ -40,46 +40,6 @@ IDS = {
     "u_net_flowers.pth": "fk8r9q0tvwaxbpl",
 }
 HTML_PAGE = b"<!DOCTYPE html><html><head><title>Dropbox</title></head><body>Sign in</body></html>\n"
-
-
-def free_port() -> int:
-    """A port with nothing listening on it (until someone binds it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int) -> None:
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-@pytest.fixture
-def serve():
-    """Starts `python -m http.server` on a folder and returns its URL; stopped after the test."""
-    servers = []
-
-    def start(folder: Path) -> str:
-        port = free_port()
-        command = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(port)]
-        server = subprocess.Popen(
-            [*command, "--directory", str(folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        servers.append(server)
-        wait_for_port(port)
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for server in servers:
-        server.terminate()
-        server.wait()
 
 
 def publish(mirror: Path, name: str, content: bytes) -> bytes:

@@ -60,6 +60,8 @@ def test_dry_run_prints_the_original_training_of_each_row_and_what_it_lacks(tmp_
     assert f"missing embeddings/{flowers_z}: bash download_all.sh --only {flowers_z}" in missing
     assert not any("BigBiGAN_CUB_train_z" in line for line in missing)  # present here
     assert sum("datasets/cub/images" in line for line in missing) == 1
+    assert "missing datasets/cub/images: python prepare_datasets.py cub" in missing
+    assert "missing datasets/flowers/masks: python prepare_datasets.py flowers" in missing
     assert not (tmp_path / "runs").exists()  # a dry run writes nothing
 
 
@@ -69,7 +71,7 @@ def test_rows_lacking_inputs_are_listed_with_their_fetch_commands(tmp_path, monk
         reproduce.main(["--rows", "dut-omron/e-bigbigan", "--out", "runs"])
     table = (tmp_path / "runs/table.md").read_text()
     assert "- dut-omron/e-bigbigan: embeddings/BigBiGAN_DUTS-TR_z.npy (bash download_all.sh --only " in table
-    assert "- dut-omron/e-bigbigan: datasets/dut-omron/masks (" in table
+    assert "- dut-omron/e-bigbigan: datasets/dut-omron/masks (python prepare_datasets.py dut-omron)" in table
     assert json.loads((tmp_path / "runs/table.json").read_text())["results"] == {}
 
 
