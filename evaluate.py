@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader
 
 from data import SegmentationDataset
 from metrics import F_max, IoU, SODMetrics, accuracy, precision_recall_curves, probability_to_uint8
-from postprocessing import SegmentationInference
+from postprocessing import Refiner, SegmentationInference
+from refinement import make_refiner, refine_flag
 from UNet.unet_load import load_unet
 from utils.checks import at_least, check_fields, optional
 from utils.cli import add_debug_flag, run_cli
@@ -99,11 +100,12 @@ def evaluate_model(
     resize_to: int | None,
     sod: bool = True,
     desc: str = "evaluating",
+    refine: Refiner | None = None,
 ) -> Scores:
     """All scores of `model` (put in eval mode) on `(images [B, 3, H, W] in [-1, 1], masks [B, H, W])`
-    batches, in one pass; `resize_to` as in `SegmentationInference`."""
+    batches, in one pass; `resize_to` and `refine` as in `SegmentationInference`."""
     model.eval()
-    inference = SegmentationInference(model, resize_to=resize_to)
+    inference = SegmentationInference(model, resize_to=resize_to, refine=refine)
     sod_metrics = SODMetrics() if sod else None
     precisions, recalls, ious, accuracies = [], [], [], []
     for images, masks in progress_bar(batches, desc=desc, leave=False):
@@ -171,6 +173,7 @@ class EvaluateOptions:
         True, "also compute the SOD metrics (MAE, S-, E-, weighted F-, F-measure)", parse=parse_bool
     )
     skip_bad_files: bool = flag(False, "leave out pairs whose files cannot be decoded (with a warning)")
+    refine: str = refine_flag()
     device: str | None = device_flag()
     threads: int | None = threads_flag()
 
@@ -236,11 +239,12 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Scores]]:
     )
     problems.raise_any()
     results = {}
+    refine = make_refiner(options.refine)
     for weights, model in models.items():
         model.to(device)
         results[weights] = {
             val_set.name: evaluate_model(
-                model, val_set.batches(device), options.resize_to, sod=options.sod, desc=val_set.name
+                model, val_set.batches(device), options.resize_to, options.sod, val_set.name, refine
             )
             for val_set in sets
         }
@@ -248,7 +252,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Scores]]:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         json_results = {w: {name: s.to_json() for name, s in by.items()} for w, by in results.items()}
-        write_json(args.out, {"resize_to": options.resize_to, "results": json_results})
+        settings = {"resize_to": options.resize_to, "refine": options.refine}
+        write_json(args.out, {**settings, "results": json_results})
         print(f"wrote {args.out}")
     return results
 

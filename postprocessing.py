@@ -17,6 +17,8 @@ EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 # The U-Net halves its input 4 times, so a shorter side below 2**4 px leaves nothing to pool.
 MIN_NATIVE_SIDE = 16
 Model = Callable[[torch.Tensor], torch.Tensor]
+# (image [3, H, W] in [-1, 1], probability [H, W]) -> refined probability [H, W] (refinement.py).
+Refiner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def connected_components_filter(img: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
@@ -90,9 +92,10 @@ class SegmentationInference:
     parameters); train/eval mode is left to the caller, so put a model with BatchNorm in `eval()` first.
     """
 
-    def __init__(self, model: Model, resize_to: int | None = None):
+    def __init__(self, model: Model, resize_to: int | None = None, refine: Refiner | None = None):
         self.model = model
         self.resize_to = resize_to
+        self.refine = refine
         self._warned_tiny = False
 
     def _prepare(self, img: torch.Tensor, min_edge: int) -> torch.Tensor:
@@ -115,7 +118,14 @@ class SegmentationInference:
 
     @torch.no_grad()
     def __call__(self, img: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Maps `[B, 3, H, W]` images in [-1, 1] to `[B, H, W]`; `mask` is ignored, as in the original."""
+        """Maps `[B, 3, H, W]` images in [-1, 1] to `[B, H, W]`; `mask` is ignored, as in the original.
+        With `refine`, each map is then refined on its image (at the input's size)."""
+        probability = self._probability(img)
+        if self.refine is None:
+            return probability
+        return torch.stack([self.refine(image, map_) for image, map_ in zip(img, probability, strict=True)])
+
+    def _probability(self, img: torch.Tensor) -> torch.Tensor:
         min_edge = self.resize_to
         if min_edge is None:
             if min(img.shape[-2:]) >= MIN_NATIVE_SIDE:

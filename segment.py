@@ -20,7 +20,8 @@ from PIL import Image
 from torchvision.utils import save_image
 
 from data import image_files, read_rgb, to_signed_tensor
-from postprocessing import MIN_NATIVE_SIDE, Model, SegmentationInference
+from postprocessing import MIN_NATIVE_SIDE, Model, Refiner, SegmentationInference
+from refinement import make_refiner, refine_flag
 from UNet.unet_load import load_unet
 from utils.checks import at_least, check_fields, optional
 from utils.cli import add_debug_flag, run_cli
@@ -57,6 +58,7 @@ class SegmentConfig:
         metavar="PX",
     )
     batch_size: int = flag(16, "images of equal size segmented together", check=at_least(1))
+    refine: str = refine_flag()
     device: str | None = device_flag()
     threads: int | None = threads_flag()
     overlay: bool = False
@@ -171,11 +173,16 @@ def read_images(files: list[Path]) -> tuple[dict[Path, torch.Tensor], dict[Path,
 
 
 def predict_masks(
-    model: Model, images: torch.Tensor, resize_to: int | None = 128, thr: float = 0.5
+    model: Model,
+    images: torch.Tensor,
+    resize_to: int | None = 128,
+    thr: float = 0.5,
+    refine: Refiner | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Probabilities `[B, H, W]` and bool masks `probability >= thr` of images `[B, 3, H, W]` in [-1, 1]:
-    the masks are `Threshold(model, thr, resize_to)`'s, the maps come along for saving or scoring."""
-    probabilities = SegmentationInference(model, resize_to)(images)
+    without `refine` the masks are `Threshold(model, thr, resize_to)`'s; the maps come along for saving
+    or scoring."""
+    probabilities = SegmentationInference(model, resize_to, refine)(images)
     return probabilities, probabilities >= thr
 
 
@@ -202,7 +209,8 @@ def segment_batch(
 ) -> None:
     """Predict images of one size together and write their files."""
     batch = torch.stack(list(images.values()))
-    probabilities, masks = predict_masks(model, batch, config.resize_to, config.thr)
+    refine = make_refiner(config.refine)
+    probabilities, masks = predict_masks(model, batch, config.resize_to, config.thr, refine)
     for path, image, probability, mask in zip(images, batch, probabilities.cpu(), masks.cpu(), strict=True):
         save_outputs(plan[path], image, probability, mask)
 

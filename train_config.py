@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gan_mask_gen import MaskSynthesizing
 from postprocessing import MIN_NATIVE_SIDE
+from refinement import refine_flag
 from utils.checkpoint import read_checkpoint, start_over_hint
 from utils.checks import at_least, check_fields, non_negative, nonzero, one_of, optional, positive
 from utils.cli import add_debug_flag
@@ -149,6 +150,7 @@ class RunConfig:
     skip_bad_files: bool = flag(
         False, "leave out validation pairs whose files cannot be decoded (with a warning)"
     )
+    refine: str = refine_flag()
     unet_width: int = flag(64, "U-Net base width (64 is the published model)", check=at_least(1))
     device: str | None = device_flag()
     threads: int | None = threads_flag()
@@ -350,6 +352,7 @@ RESUMABLE_CHANGES = (
     "val_masks_dirs",
     "val_resize_to",
     "skip_bad_files",
+    "refine",
     "device",
     "threads",
     "precision",

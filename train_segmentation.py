@@ -28,6 +28,7 @@ from BigGAN.gan_load import generator_config, make_big_gan
 from evaluate import Batch, Scores, ValidationSet, evaluate_model, predictions_grid, validation_sets
 from gan_mask_gen import MaskGenerator, MaskStream
 from postprocessing import SegmentationInference, connected_components_filter
+from refinement import make_refiner
 from train_config import SegmentationTrainParams, TrainConfig, read_resumable_checkpoint, resolve_config
 from UNet.unet_model import UNet
 from utils import distributed
@@ -300,12 +301,14 @@ def final_scores(
     device: torch.device,
     extras: Callable[[Scores, ValidationSet], dict] | None = None,
 ) -> dict:
-    """`score.json`: the synthetic test set and every validation folder; `extras(scores, first folder)`
-    adds entries of its own (the demo's baselines)."""
+    """`score.json`: the synthetic test set and every validation folder (those refined with `--refine`);
+    `extras(scores, first folder)` adds entries of its own (the demo's baselines)."""
     synthetic = evaluate_model(model, test_set, None, desc="synthetic test set")
     score = {"synthetic": {**synthetic.to_json(), "loss": synthetic_loss(model, test_set)}}
+    refine = make_refiner(config.run.refine)
     for val_set in val_sets:
-        scores = evaluate_model(model, val_set.batches(device), config.run.val_resize_to, desc=val_set.name)
+        batches = val_set.batches(device)
+        scores = evaluate_model(model, batches, config.run.val_resize_to, desc=val_set.name, refine=refine)
         score[val_set.name] = scores.to_json()
         if extras is not None and val_set is val_sets[0]:
             score.update(extras(scores, val_set))

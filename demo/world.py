@@ -30,6 +30,10 @@ class SeedRanges:
     gan_training: range = range(0, 1_000_000)
     validation: range = range(1_000_000, 1_000_500)
     test: range = range(2_000_000, 2_000_500)
+    # Unlabeled images for self-training: of the GAN-training range, the domain a user has images of.
+    unlabeled: range = range(500_000, 505_000)
+    # The supervised reference's training pairs: labelled, so disjoint from every other range.
+    supervised: range = range(3_000_000, 3_010_000)
 
 
 SEED_RANGES = SeedRanges()
@@ -176,26 +180,37 @@ def write_pairs(root: Path, seeds) -> tuple[Path, Path]:
     return images_dir, masks_dir
 
 
-def _is_complete(folder: Path, seeds: range) -> bool:
+def write_images(root: Path, seeds) -> Path:
+    """`root/images/<seed>.png` for every seed, and no masks: unlabeled images."""
+    images_dir = Path(root) / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    for seed in seeds:
+        image, _ = render_sample(int(seed))
+        Image.fromarray(np.round(image * 255).astype(np.uint8)).save(images_dir / f"{int(seed):07d}.png")
+    return images_dir
+
+
+def _is_complete(folder: Path, seeds: range, subfolders=("images", "masks")) -> bool:
     expected = {f"{seed:07d}.png" for seed in seeds}
     return all(
         (folder / sub).is_dir() and {p.name for p in (folder / sub).iterdir()} == expected
-        for sub in ("images", "masks")
+        for sub in subfolders
     )
 
 
-def ensure_folder(folder: Path, seeds: range) -> tuple[Path, Path]:
-    """The pairs of `seeds` in `folder`, (re)generated unless a complete set is already there.
+def ensure_folder(folder: Path, seeds: range, labelled: bool = True) -> tuple[Path, Path]:
+    """The pairs of `seeds` in `folder` (images alone unless `labelled`), (re)generated unless a
+    complete set is already there.
 
     They are written to a temporary sibling and renamed into place, so an interrupted run never
     leaves a half-written folder that a later run would take as complete.
     """
     folder = Path(folder)
-    if not _is_complete(folder, seeds):
+    if not _is_complete(folder, seeds, ("images", "masks") if labelled else ("images",)):
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
         try:
-            write_pairs(staging, seeds)
+            (write_pairs if labelled else write_images)(staging, seeds)
             if folder.exists():
                 shutil.rmtree(folder)
             os.replace(staging, folder)
@@ -212,3 +227,13 @@ def ensure_heldout_folder(cache_root: Path = Path("cache/demo")) -> tuple[Path, 
 def ensure_validation_folder(cache_root: Path = Path("cache/demo")) -> tuple[Path, Path]:
     """The validation pairs (for choosing settings) under `cache_root/validation`."""
     return ensure_folder(Path(cache_root) / "validation", SEED_RANGES.validation)
+
+
+def ensure_unlabeled_folder(cache_root: Path = Path("cache/demo")) -> Path:
+    """The unlabeled images of self-training, `cache_root/unlabeled/images` (no masks are written)."""
+    return ensure_folder(Path(cache_root) / "unlabeled", SEED_RANGES.unlabeled, labelled=False)[0]
+
+
+def ensure_supervised_folder(cache_root: Path = Path("cache/demo")) -> tuple[Path, Path]:
+    """The labelled pairs of the supervised reference, under `cache_root/supervised`."""
+    return ensure_folder(Path(cache_root) / "supervised", SEED_RANGES.supervised)

@@ -50,6 +50,11 @@ def at_least(low: int) -> Check:
     return check
 
 
+def in_unit_interval(value) -> str | None:
+    """A share: from 0 to 1."""
+    return None if _number(value) and 0 <= value <= 1 else "must be from 0 to 1"
+
+
 def one_of(choices: tuple) -> Check:
     """One of `choices` (an enumerated setting)."""
     return lambda value: None if value in choices else f"must be one of {', '.join(map(str, choices))}"

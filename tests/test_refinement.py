@@ -1,0 +1,151 @@
+"""The fast bilateral solver: a bilateral grid that splats every pixel once, a bistochastic blur, and
+refinement that moves unsure pixels to the image's edges while sure ones stay; opt-in everywhere."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy.ndimage import gaussian_filter
+
+import evaluate
+import segment
+from postprocessing import SegmentationInference
+from refinement import (
+    BilateralGrid,
+    BilateralRefiner,
+    BilateralSolverConfig,
+    bistochastic_normalisers,
+    make_refiner,
+)
+from UNet.unet_model import UNet
+from utils.errors import InputError
+
+
+def two_colour_image(size: int = 32) -> tuple[torch.Tensor, np.ndarray]:
+    """A [3, H, W] image in [-1, 1]: an orange square on blue, and its true mask."""
+    truth = np.zeros((size, size), bool)
+    truth[8:24, 10:26] = True
+    rgb = np.where(truth[..., None], [230, 160, 30], [30, 60, 200]).astype(np.float64)
+    rgb += np.random.default_rng(0).normal(0, 4, rgb.shape)
+    return torch.tensor(rgb / 127.5 - 1).permute(2, 0, 1).float(), truth
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return (a & b).sum() / (a | b).sum()
+
+
+def test_the_grid_splats_every_pixel_once_and_the_blur_is_bistochastic():
+    image, _ = two_colour_image()
+    rgb = ((image.permute(1, 2, 0) + 1) * 127.5).numpy()
+    grid = BilateralGrid(rgb, BilateralSolverConfig())
+    assert grid.splat(np.ones(32 * 32)).sum() == 32 * 32
+    assert 2 <= grid.size < 32 * 32  # pixels share vertices: two colours, few cells
+    m, n = bistochastic_normalisers(grid)
+    counts = grid.splat(np.ones(32 * 32))
+    assert np.allclose(n * grid.blur(n), m) and np.allclose(m, counts, rtol=0.05)
+    values = np.arange(grid.size, dtype=float)
+    assert np.array_equal(grid.slice(values), values[grid.vertex_of_pixel])
+
+
+def test_unsure_pixels_follow_the_edges_and_sure_ones_stay():
+    image, truth = two_colour_image()
+    probability = np.where(truth, 0.95, 0.05)
+    probability[:, 6:12] = 0.55  # an unsure band across the square's left edge
+    refined = BilateralRefiner()(image, torch.tensor(probability)).numpy()
+    assert iou(probability >= 0.5, truth) < 0.85
+    assert iou(refined >= 0.5, truth) > 0.97
+    sure = np.abs(2 * probability - 1) > 0.8
+    assert np.abs(refined - probability)[sure].mean() < 0.1
+    assert refined.min() >= 0 and refined.max() <= 1
+
+
+def test_a_confident_map_is_left_as_it_is():
+    image, truth = two_colour_image()
+    certain = torch.tensor(truth.astype(np.float64))
+    assert torch.allclose(BilateralRefiner()(image, certain), certain, atol=1e-3)
+
+
+def test_the_spatial_cell_scales_with_the_image():
+    config = BilateralSolverConfig()
+    assert config.sigma_spatial(32, 32) == 4.0 and config.sigma_spatial(300, 400) == 37.5
+    assert config.sigma_spatial(4, 4) == 1.0
+
+
+def test_refinement_is_off_unless_asked_for():
+    assert make_refiner("none") is None
+    model = UNet(base_width=4).eval()
+    images = two_colour_image()[0][None]
+    plain = SegmentationInference(model)(images)
+    refined = SegmentationInference(model, refine=make_refiner("bilateral"))(images)
+    assert plain.shape == refined.shape and not torch.equal(plain, refined)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    image, truth = two_colour_image()
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    Image.fromarray(((image.permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()).save(
+        tmp_path / "images/a.png"
+    )
+    Image.fromarray((truth * 255).astype(np.uint8)).save(tmp_path / "masks/a.png")
+    torch.save(soft_edged_unet(image, truth).state_dict(), tmp_path / "unet.pth")
+    return tmp_path
+
+
+def soft_edged_unet(image: torch.Tensor, truth: np.ndarray) -> UNet:
+    """A small U-Net fitted to a blurred mask of the image: unsure at the object's edges."""
+    torch.manual_seed(0)
+    model = UNet(base_width=4)
+    soft = torch.tensor(gaussian_filter(truth.astype(np.float32), 3))
+    target = torch.stack([1 - soft, soft])[None]
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(60):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(image[None]), target).backward()
+        optimizer.step()
+    return model.eval()
+
+
+def test_segment_and_evaluate_refine_through_the_same_inference(folder):
+    weights, images = str(folder / "unet.pth"), str(folder / "images")
+    flags = ["--resize_to", "none", "--refine", "bilateral"]
+    segment.main(["--weights", weights, "--images", images, "--out", str(folder / "out"), *flags])
+    written = np.asarray(Image.open(folder / "out/a.png")) > 127
+    image = segment.to_signed_tensor(segment.read_rgb(folder / "images/a.png"))
+    model = segment.load_unet(folder / "unet.pth", "cpu")
+    _, expected = segment.predict_masks(model, image[None], None, 0.5, make_refiner("bilateral"))
+    assert np.array_equal(written, expected[0].numpy())
+    arguments = [
+        "--weights",
+        str(folder / "unet.pth"),
+        "--images",
+        str(folder / "images"),
+        "--masks",
+        str(folder / "masks"),
+        "--resize_to",
+        "none",
+        "--sod",
+        "false",
+        "--names",
+        "images",
+    ]
+    plain = evaluate.main(arguments)[str(folder / "unet.pth")]["images"]
+    refined = evaluate.main([*arguments, "--refine", "bilateral"])[str(folder / "unet.pth")]["images"]
+    assert plain.IoU != refined.IoU
+    assert (
+        evaluate.main([*arguments, "--refine", "none"])[str(folder / "unet.pth")]["images"].IoU == plain.IoU
+    )
+
+
+def test_an_unknown_refinement_is_refused_with_its_flag(folder):
+    arguments = [
+        "--weights",
+        str(folder / "unet.pth"),
+        "--images",
+        str(folder / "images"),
+        "--masks",
+        str(folder / "masks"),
+    ]
+    with pytest.raises(InputError, match="--refine.*must be one of none, bilateral"):
+        evaluate.main([*arguments, "--refine", "crf"])
