@@ -267,7 +267,7 @@ def test_the_flags_reach_the_evaluation(folders, weights, tmp_path, monkeypatch,
     results = evaluate.main()
     assert sets == [([str(images)], [str(masks)], True, ["mine"])] and threads == [1]
     [(args, kwargs)] = calls
-    assert args[2] == 24 and kwargs == {"sod": False, "desc": "mine"}
+    assert args[2:] == (24, False, "mine", None) and kwargs == {}  # sod, desc, no refinement
     assert list(results[str(weights[0])]) == ["mine"]
     shown = capsys.readouterr().out.splitlines()
     assert shown[0].split() == ["model", "dataset", "F_max", "IoU", "acc"] and shown[-1] == f"wrote {out}"
