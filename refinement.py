@@ -62,7 +62,10 @@ class BilateralGrid:
         )
         vertex_cells = np.zeros((self.size, GRID_DIMENSIONS), np.int64)
         vertex_cells[self.vertex_of_pixel] = cells
-        self.neighbours = self._neighbour_matrix(keys, vertex_cells)
+        # The [1 2 1] blur along every dimension: 2 * dims * the centre, plus the neighbours.
+        self.blur_matrix = 2 * GRID_DIMENSIONS * scipy.sparse.identity(
+            self.size, format="csr"
+        ) + self._neighbour_matrix(keys, vertex_cells)
 
     def _key(self, cells: np.ndarray) -> np.ndarray:
         return cells @ (self._base ** np.arange(GRID_DIMENSIONS, dtype=np.int64))
@@ -88,8 +91,7 @@ class BilateralGrid:
         return self.splat_matrix @ values
 
     def blur(self, values: np.ndarray) -> np.ndarray:
-        """The [1 2 1] blur along every dimension: 2 * dims * centre + the neighbours."""
-        return 2 * GRID_DIMENSIONS * values + self.neighbours @ values
+        return self.blur_matrix @ values
 
     def slice(self, vertex_values: np.ndarray) -> np.ndarray:
         return vertex_values[self.vertex_of_pixel]
@@ -112,10 +114,7 @@ def bilateral_solve(
     grid = BilateralGrid(rgb, config)
     m, n = bistochastic_normalisers(grid)
     normaliser = scipy.sparse.diags(n)
-    smoothness = (
-        scipy.sparse.diags(m)
-        - normaliser @ (2 * GRID_DIMENSIONS * scipy.sparse.identity(grid.size) + grid.neighbours) @ normaliser
-    )
+    smoothness = scipy.sparse.diags(m) - normaliser @ grid.blur_matrix @ normaliser
     vertex_confidence = grid.splat(confidence.ravel())
     system = config.lam * smoothness + scipy.sparse.diags(vertex_confidence)
     right_side = grid.splat((confidence * target).ravel())

@@ -205,11 +205,14 @@ def save_outputs(
 
 
 def segment_batch(
-    model: Model, images: dict[Path, torch.Tensor], plan: dict[Path, Outputs], config: SegmentConfig
+    model: Model,
+    images: dict[Path, torch.Tensor],
+    plan: dict[Path, Outputs],
+    config: SegmentConfig,
+    refine: Refiner | None = None,
 ) -> None:
     """Predict images of one size together and write their files."""
     batch = torch.stack(list(images.values()))
-    refine = make_refiner(config.refine)
     probabilities, masks = predict_masks(model, batch, config.resize_to, config.thr, refine)
     for path, image, probability, mask in zip(images, batch, probabilities.cpu(), masks.cpu(), strict=True):
         save_outputs(plan[path], image, probability, mask)
@@ -223,6 +226,7 @@ def segment_all(
     for path, reason in unreadable.items():
         warn_unreadable(path, reason)
     segmented = 0
+    refine = make_refiner(config.refine)
     with progress_bar(total=len(plan), desc="segmenting", unit="image") as bar:
         bar.update(len(unreadable))
         for files in batches:
@@ -230,7 +234,7 @@ def segment_all(
             for path, reason in damaged.items():
                 warn_unreadable(path, reason)
             if images:
-                segment_batch(model, images, plan, config)
+                segment_batch(model, images, plan, config, refine)
             unreadable |= damaged
             segmented += len(images)
             bar.update(len(files))

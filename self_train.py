@@ -159,13 +159,19 @@ def read_unlabeled(folder: str) -> torch.Tensor:
 
 
 def train_on_pairs(
-    images: torch.Tensor, masks: torch.Tensor, config: TrainConfig, device, seed: int, gan=None
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    config: TrainConfig,
+    device,
+    seed: int,
+    checkpoint: dict | None,
+    gan=None,
 ) -> tuple[UNet, dict]:
     """A new U-Net trained on image/mask pairs (and `gan`'s share) in `config.run.out` by the training
-    loop of train_segmentation.py, continuing its checkpoint; saved and scored on the validation
-    folders. `score.json`'s `pairs` entry is the first batch of the pairs, on which the loss is logged."""
+    loop of train_segmentation.py, continuing `checkpoint` (`read_resumable_checkpoint`'s); saved and
+    scored on the validation folders. `score.json`'s `pairs` entry is the first batch of the pairs, on
+    which the loss is logged."""
     out, run, params = Path(config.run.out), config.run, config.params
-    checkpoint = read_resumable_checkpoint(out / CHECKPOINT_NAME, config)
     val_sets = validation_sets(run.val_images_dirs, run.val_masks_dirs, run.skip_bad_files)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -191,7 +197,7 @@ def train_round(
     """One round in `OUT/round_<number>/`: label, keep, train a new U-Net, score it."""
     out = Path(config.run.out) / f"round_{number}"
     round_config = replace(config, run=replace(config.run, out=str(out)))
-    read_resumable_checkpoint(out / CHECKPOINT_NAME, round_config)  # refused before the labelling
+    checkpoint = read_resumable_checkpoint(out / CHECKPOINT_NAME, round_config)  # refused before labelling
     kept_images, kept_masks, verdicts = pseudo_labels(teacher, images, config, options)
     print(f"round {number}: {verdicts['kept']:,} of {len(images):,} pseudo-labels kept ({verdicts})")
     out.mkdir(parents=True, exist_ok=True)
@@ -204,7 +210,7 @@ def train_round(
         gan_params = replace(params, batch_size=max(1, round(options.gan_share * params.batch_size)))
         latents = (inputs.G, inputs.direction, gan_params, inputs.zs, config.run.z_noise)
         gan = build_mask_generator(*latents, seed, device)
-    student, score = train_on_pairs(kept_images, kept_masks, round_config, device, seed, gan)
+    student, score = train_on_pairs(kept_images, kept_masks, round_config, device, seed, checkpoint, gan)
     score["pseudo_labels"] = {**score.pop("pairs"), "images": len(images), **verdicts}
     write_json(out / "score.json", score)
     return student, score

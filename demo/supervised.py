@@ -15,9 +15,10 @@ from data import SegmentationDataset
 from demo.preset import demo_preset
 from demo.world import ensure_supervised_folder
 from self_train import train_on_pairs
-from train_config import resolve_config
+from train_config import read_resumable_checkpoint, resolve_config
 from train_segmentation import launch_config, print_table
 from utils import distributed
+from utils.checkpoint import CHECKPOINT_NAME
 from utils.cli import add_debug_flag, run_cli
 from utils.progress import progress_bar
 from utils.run_files import write_json
@@ -36,7 +37,8 @@ def main(argv: list[str] | None = None) -> dict:
     dataset = SegmentationDataset(*ensure_supervised_folder())
     pairs = [dataset[index] for index in progress_bar(range(len(dataset)), desc="reading", leave=False)]
     images, masks = torch.stack([pair[0] for pair in pairs]), torch.stack([pair[1] for pair in pairs])
-    _, score = train_on_pairs(images, masks, config, device, args.seed)
+    checkpoint = read_resumable_checkpoint(f"{args.out}/{CHECKPOINT_NAME}", config)
+    _, score = train_on_pairs(images, masks, config, device, args.seed, checkpoint)
     score["uses_labels"] = {
         "pairs": len(pairs),
         "seeds": f"{dataset.pairs[0][0].stem}..{dataset.pairs[-1][0].stem}",

@@ -167,27 +167,28 @@ def render_sample(seed: int, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(image, 0, 1).astype(np.float32), mask
 
 
-def write_pairs(root: Path, seeds) -> tuple[Path, Path]:
-    """`root/images/<seed>.png` and `root/masks/<seed>.png` (0/255 grayscale) for every seed."""
+def _write(root: Path, seeds, with_masks: bool) -> tuple[Path, Path]:
     images_dir, masks_dir = Path(root) / "images", Path(root) / "masks"
     images_dir.mkdir(parents=True, exist_ok=True)
-    masks_dir.mkdir(parents=True, exist_ok=True)
+    if with_masks:
+        masks_dir.mkdir(parents=True, exist_ok=True)
     for seed in seeds:
         image, mask = render_sample(int(seed))
         stem = f"{int(seed):07d}"
         Image.fromarray(np.round(image * 255).astype(np.uint8)).save(images_dir / f"{stem}.png")
-        Image.fromarray(mask.astype(np.uint8) * 255).save(masks_dir / f"{stem}.png")
+        if with_masks:
+            Image.fromarray(mask.astype(np.uint8) * 255).save(masks_dir / f"{stem}.png")
     return images_dir, masks_dir
+
+
+def write_pairs(root: Path, seeds) -> tuple[Path, Path]:
+    """`root/images/<seed>.png` and `root/masks/<seed>.png` (0/255 grayscale) for every seed."""
+    return _write(root, seeds, with_masks=True)
 
 
 def write_images(root: Path, seeds) -> Path:
     """`root/images/<seed>.png` for every seed, and no masks: unlabeled images."""
-    images_dir = Path(root) / "images"
-    images_dir.mkdir(parents=True, exist_ok=True)
-    for seed in seeds:
-        image, _ = render_sample(int(seed))
-        Image.fromarray(np.round(image * 255).astype(np.uint8)).save(images_dir / f"{int(seed):07d}.png")
-    return images_dir
+    return _write(root, seeds, with_masks=False)[0]
 
 
 def _is_complete(folder: Path, seeds: range, subfolders=("images", "masks")) -> bool:

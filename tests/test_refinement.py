@@ -107,6 +107,11 @@ def soft_edged_unet(image: torch.Tensor, truth: np.ndarray) -> UNet:
     return model.eval()
 
 
+def evaluate_arguments(folder) -> list[str]:
+    weights, images, masks = (str(folder / name) for name in ("unet.pth", "images", "masks"))
+    return ["--weights", weights, "--images", images, "--masks", masks]
+
+
 def test_segment_and_evaluate_refine_through_the_same_inference(folder):
     weights, images = str(folder / "unet.pth"), str(folder / "images")
     flags = ["--resize_to", "none", "--refine", "bilateral"]
@@ -116,20 +121,7 @@ def test_segment_and_evaluate_refine_through_the_same_inference(folder):
     model = segment.load_unet(folder / "unet.pth", "cpu")
     _, expected = segment.predict_masks(model, image[None], None, 0.5, make_refiner("bilateral"))
     assert np.array_equal(written, expected[0].numpy())
-    arguments = [
-        "--weights",
-        str(folder / "unet.pth"),
-        "--images",
-        str(folder / "images"),
-        "--masks",
-        str(folder / "masks"),
-        "--resize_to",
-        "none",
-        "--sod",
-        "false",
-        "--names",
-        "images",
-    ]
+    arguments = [*evaluate_arguments(folder), "--resize_to", "none", "--sod", "false", "--names", "images"]
     plain = evaluate.main(arguments)[str(folder / "unet.pth")]["images"]
     refined = evaluate.main([*arguments, "--refine", "bilateral"])[str(folder / "unet.pth")]["images"]
     assert plain.IoU != refined.IoU
@@ -139,13 +131,6 @@ def test_segment_and_evaluate_refine_through_the_same_inference(folder):
 
 
 def test_an_unknown_refinement_is_refused_with_its_flag(folder):
-    arguments = [
-        "--weights",
-        str(folder / "unet.pth"),
-        "--images",
-        str(folder / "images"),
-        "--masks",
-        str(folder / "masks"),
-    ]
+    arguments = evaluate_arguments(folder)
     with pytest.raises(InputError, match="--refine.*must be one of none, bilateral"):
         evaluate.main([*arguments, "--refine", "crf"])

@@ -81,11 +81,10 @@ def test_the_label_rule_keeps_sure_masks_the_gan_filters_would_keep():
 
 def test_a_share_of_each_batch_comes_from_the_gan():
     images, masks = torch.zeros(5, 3, 8, 8), torch.zeros(5, 8, 8, dtype=torch.long)
-    gan = SimpleNamespace(p=SimpleNamespace(batch_size=2), __call__=None)
     gan_batch = (torch.ones(2, 3, 8, 8), torch.ones(2, 8, 8, dtype=torch.long))
 
     class Gan:
-        p = gan.p
+        p = SimpleNamespace(batch_size=2)
 
         def __call__(self):
             return gan_batch
