@@ -187,8 +187,10 @@ def test_offline_is_a_clear_error(tmp_path, fabricated):
     with pytest.raises(
         UserError,
         match=f"could not download images.zip from {address}/images.zip .*Connection refused.*set a mirror",
-    ):
+    ) as caught:
         prepare_datasets.main(["ecssd", "--root", str(tmp_path / "datasets"), "--mirror", address])
+    # Nothing was received: no .part is left, and the message claims none.
+    assert not any((tmp_path / "datasets").rglob("*.part")) and "is kept in" not in str(caught.value)
 
 
 def test_damaged_or_foreign_folders_are_named_and_left_alone(tmp_path, mirror, fabricated, serve):

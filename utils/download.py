@@ -104,10 +104,10 @@ def fetch(remote: Remote, folder: Path, mirror: str | None = None) -> tuple[Path
         _download(address, part)
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
+        kept = f"; what was received is kept in {part} and a rerun continues it" if part.exists() else ""
         raise DownloadError(
-            f"could not download {remote.name} from {address} ({reason}); what was received is kept in "
-            f"{part} and a rerun continues it. Check the connection and the address, or set a mirror "
-            "that holds the file"
+            f"could not download {remote.name} from {address} ({reason}){kept}. Check the connection and "
+            "the address, or set a mirror that holds the file"
         ) from error
     if remote.checksum:
         try:
