@@ -305,7 +305,12 @@ def test_final_scores_cover_the_test_set_and_every_folder_at_the_run_s_size(fold
         model, test_set, folders, config("--val_resize_to", "32"), "cpu", extras
     )
 
-    assert evaluated == [(None, {"desc": "synthetic test set"}), (32, {"desc": "ds"}), (32, {"desc": "ds_"})]
+    unrefined = {"refine": None}  # --refine none, the default
+    assert evaluated == [
+        (None, {"desc": "synthetic test set"}),
+        (32, {"desc": "ds", **unrefined}),
+        (32, {"desc": "ds_", **unrefined}),
+    ]
     assert list(score) == ["synthetic", "ds", "extra", "ds_"]
     assert score["synthetic"]["loss"] == train_segmentation.synthetic_loss(model, test_set)
     assert score["ds"] == evaluate_model(model, folders[0].batches("cpu"), 32).to_json()
