@@ -1,5 +1,6 @@
-"""Edge-aware refinement of a probability map by the fast bilateral solver (Barron & Poole, "The Fast
-Bilateral Solver", ECCV 2016). Opt-in (`--refine bilateral`); the unrefined map stays the default.
+"""Edge-aware refinement of a probability map: the fast bilateral solver (Barron & Poole, "The Fast
+Bilateral Solver", ECCV 2016), or a fully connected CRF (Kraehenbuehl & Koltun, NeurIPS 2011) through
+the optional `pydensecrf2`. Opt-in (`--refine bilateral|crf`); the unrefined map stays the default.
 
 The solver finds the map `x` closest to the U-Net's map `t` where the U-Net is confident, and smooth
 where the image is: it minimises `lam/2 sum_ij W_ij (x_i - x_j)^2 + sum_i c_i (x_i - t_i)^2`, with
@@ -17,6 +18,7 @@ import scipy.sparse.linalg
 import torch
 
 from utils.checks import one_of
+from utils.errors import InputError
 from utils.flags import flag
 
 GRID_DIMENSIONS = 5  # x, y, luma, two chroma
@@ -140,23 +142,78 @@ class BilateralRefiner:
         return torch.from_numpy(np.clip(refined, 0, 1)).to(probability)
 
 
-REFINE_CHOICES = ("none", "bilateral")
+@dataclass(frozen=True)
+class DenseCrfConfig:
+    """The CRF's two Potts kernels and its mean-field steps, chosen on the demo's validation range
+    (docs/beyond.md). Spatial widths are fractions of the image's shorter side, as the solver's cell."""
+
+    bilateral_fraction: float = 0.25
+    sigma_rgb: float = 32.0
+    bilateral_weight: float = 80.0
+    smoothness_fraction: float = 0.03
+    smoothness_weight: float = 0.0  # the position-only kernel; 0: left out (as chosen)
+    iterations: int = 5
+
+
+class DenseCrfRefiner:
+    """`refine(image, probability) -> refined probability`, as `BilateralRefiner`: the U-Net's map as
+    the unary term, the mean-field marginal of the foreground as the output."""
+
+    def __init__(self, config: DenseCrfConfig = DenseCrfConfig()):
+        try:
+            import pydensecrf.densecrf as densecrf
+        except ImportError as error:
+            raise InputError(
+                "--refine crf needs pydensecrf2, which is not installed: "
+                "pip install -r requirements-crf.txt (it builds with a C++ compiler)"
+            ) from error
+        self.densecrf, self.config = densecrf, config
+
+    def __call__(self, image: torch.Tensor, probability: torch.Tensor) -> torch.Tensor:
+        config = self.config
+        rgb = ((image.detach().float().cpu().permute(1, 2, 0) + 1) * 127.5).clamp(0, 255)
+        rgb = np.ascontiguousarray(rgb.round().numpy().astype(np.uint8))
+        p = probability.detach().float().cpu().numpy().clip(1e-5, 1 - 1e-5)
+        height, width = p.shape
+        side = min(height, width)
+        crf = self.densecrf.DenseCRF2D(width, height, 2)
+        crf.setUnaryEnergy(np.ascontiguousarray(-np.log(np.stack([1 - p, p]).reshape(2, -1))))
+        if config.smoothness_weight:
+            smoothness_sxy = max(1.0, config.smoothness_fraction * side)
+            crf.addPairwiseGaussian(sxy=smoothness_sxy, compat=config.smoothness_weight)
+        crf.addPairwiseBilateral(
+            sxy=max(1.0, config.bilateral_fraction * side),
+            srgb=config.sigma_rgb,
+            rgbim=rgb,
+            compat=config.bilateral_weight,
+        )
+        marginals = np.array(crf.inference(config.iterations)).reshape(2, height, width)
+        return torch.from_numpy(marginals[1].astype(np.float32)).to(probability)
+
+
+REFINERS = {"bilateral": BilateralRefiner, "crf": DenseCrfRefiner}
+REFINE_CHOICES = ("none", *REFINERS)
 
 
 def refine_flag():
-    """`--refine`, the same in train_segmentation.py (final scores), evaluate.py and segment.py."""
+    """`--refine`, the same in train_segmentation.py (final scores), evaluate.py, segment.py and
+    self_train.py."""
     return flag(
         "none",
-        "refine the probability map before its threshold: none (the paper's) or bilateral (the fast "
-        "bilateral solver; docs/beyond.md)",
+        "refine the probability map before its threshold: none (the paper's), bilateral (the fast "
+        "bilateral solver) or crf (a dense CRF, needs requirements-crf.txt); docs/beyond.md",
         parse=str,
         check=one_of(REFINE_CHOICES),
-        metavar="{none,bilateral}",
+        metavar="{none,bilateral,crf}",
     )
 
 
-def make_refiner(name: str, config: BilateralSolverConfig | None = None) -> BilateralRefiner | None:
-    """The refiner a `--refine` value names (None for `none`)."""
+def make_refiner(
+    name: str, config: BilateralSolverConfig | DenseCrfConfig | None = None
+) -> BilateralRefiner | DenseCrfRefiner | None:
+    """The refiner a `--refine` value names (None for `none`), with its default parameters unless
+    `config` is given."""
     if name == "none":
         return None
-    return BilateralRefiner(config or BilateralSolverConfig())
+    refiner = REFINERS[name]
+    return refiner(config) if config is not None else refiner()

@@ -20,6 +20,7 @@ import argparse
 import json
 import shutil
 import sys
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -194,7 +195,9 @@ def train_on_pairs(
 def train_round(
     number: int, teacher: UNet, images: torch.Tensor, config: TrainConfig, options: SelfTrainOptions, device
 ) -> tuple[UNet, dict]:
-    """One round in `OUT/round_<number>/`: label, keep, train a new U-Net, score it."""
+    """One round in `OUT/round_<number>/`: label, keep, train a new U-Net, score it (`score.json` also
+    holds the round's `wall_time_s` in this process)."""
+    started = time.monotonic()
     out = Path(config.run.out) / f"round_{number}"
     round_config = replace(config, run=replace(config.run, out=str(out)))
     checkpoint = read_resumable_checkpoint(out / CHECKPOINT_NAME, round_config)  # refused before labelling
@@ -212,6 +215,7 @@ def train_round(
         gan = build_mask_generator(*latents, seed, device)
     student, score = train_on_pairs(kept_images, kept_masks, round_config, device, seed, checkpoint, gan)
     score["pseudo_labels"] = {**score.pop("pairs"), "images": len(images), **verdicts}
+    score["wall_time_s"] = time.monotonic() - started
     write_json(out / "score.json", score)
     return student, score
 

@@ -328,7 +328,7 @@ def save_prediction_pictures(out: Path, model, test_set, val_sets, resize_to, de
 def print_table(score: dict) -> None:
     print(f"\n{'dataset':<24}{'F_max':>8}{'IoU':>8}{'accuracy':>10}")
     for name, entry in score.items():
-        if "id" in entry:
+        if isinstance(entry, dict) and "id" in entry:
             thr = entry["thr"]
             print(f"{name:<24}{entry['id']['F_max']:>8.3f}{thr['IoU']:>8.3f}{thr['accuracy']:>10.3f}")
 

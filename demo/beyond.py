@@ -1,10 +1,12 @@
-"""The demo's rows beyond the paper, over seeds: GAN masks only (the paper's method), + refinement,
-+ self-training, + both, the supervised reference (uses labels) and the label-free baselines.
+"""The demo's rows beyond the paper, over seeds: GAN masks only (the paper's method), + refinement
+(bilateral solver, dense CRF), + self-training, + both, the supervised reference (uses labels) and the
+label-free baselines.
 
     python -m demo.beyond --seeds 2 --out results/beyond
 
 Each row's U-Net is trained by its own command (printed, and timed: the row's wall time on this
-machine includes the runs it builds on) and scored by the one evaluation path on the validation range
+machine is that of the training runs it builds on; refinement adds its time per image, bench.refine_speed)
+and scored by the one evaluation path on the validation range
 (where every choice was made) and on the held-out range. Writes `OUT/table.md`, `OUT/table.json` and
 `OUT/changes.png` (held-out images where refinement and self-training changed the mask most).
 """
@@ -32,15 +34,18 @@ from utils.run_files import write_json
 from visualization import TILE, as_tiles, label_tile, masks_as_images, to_unit_range
 
 SELF_TRAINING = ["--rounds", "2"]
-# row: (the run it scores, whether it is scored refined)
+# row: (the run it scores, the refinement it is scored with)
 ROWS = {
-    "GAN masks only (the paper's)": ("gan", False),
-    "+ refinement (bilateral)": ("gan", True),
-    "+ self-training (1 round)": ("self/round_1", False),
-    "+ self-training (2 rounds)": ("self", False),
-    "+ both (refined labels, 2 rounds, refined)": ("both", True),
-    "supervised reference (uses labels)": ("supervised", False),
+    "GAN masks only (the paper's)": ("gan", "none"),
+    "+ refinement (bilateral solver)": ("gan", "bilateral"),
+    "+ refinement (dense CRF)": ("gan", "crf"),
+    "+ self-training (1 round)": ("self/round_1", "none"),
+    "+ self-training (2 rounds)": ("self", "none"),
+    "+ both (refined labels, 2 rounds, refined)": ("both", "bilateral"),
+    "+ both, dense CRF (refined labels, 2 rounds, refined)": ("both_crf", "crf"),
+    "supervised reference (uses labels)": ("supervised", "none"),
 }
+PAPER_ROW, BEST_ROW = "GAN masks only (the paper's)", "+ both (refined labels, 2 rounds, refined)"
 
 
 def commands(out: Path, seed: int) -> dict[str, list[str]]:
@@ -48,18 +53,15 @@ def commands(out: Path, seed: int) -> dict[str, list[str]]:
     python, seed_flag = sys.executable, ["--seed", str(seed)]
     gan_unet = str(out / "gan" / "segmentation.pth")
     self_train = [python, "self_train.py", "--demo", "--unet", gan_unet, *seed_flag, *SELF_TRAINING]
+
+    def refined(name: str) -> list[str]:
+        return ["--refine_labels", name, "--refine", name]
+
     return {
         "gan": [python, "train_segmentation.py", "--demo", *seed_flag, "--out", str(out / "gan")],
         "self": [*self_train, "--out", str(out / "self")],
-        "both": [
-            *self_train,
-            "--refine_labels",
-            "bilateral",
-            "--refine",
-            "bilateral",
-            "--out",
-            str(out / "both"),
-        ],
+        "both": [*self_train, *refined("bilateral"), "--out", str(out / "both")],
+        "both_crf": [*self_train, *refined("crf"), "--out", str(out / "both_crf")],
         "supervised": [python, "-m", "demo.supervised", *seed_flag, "--out", str(out / "supervised")],
     }
 
@@ -77,10 +79,10 @@ def run_all(out: Path, seed: int) -> dict[str, float]:
     return times
 
 
-def score(unet_path: Path, folder: tuple[Path, Path], refined: bool) -> tuple[float, float, list[float]]:
+def score(unet_path: Path, folder: tuple[Path, Path], refine_name: str) -> tuple[float, float, list[float]]:
     model = load_unet(unet_path, "cpu")
     batches = torch.utils.data.DataLoader(SegmentationDataset(*folder), batch_size=100)
-    refine = make_refiner("bilateral" if refined else "none")
+    refine = make_refiner(refine_name)
     scores = evaluate_model(model, batches, None, sod=False, desc=unet_path.parent.name, refine=refine)
     ious = np.array(scores.per_image_iou)
     return float(ious.mean()), float((ious > 0.5).mean()), scores.per_image_iou
@@ -94,7 +96,7 @@ def mean_std(values: list[float]) -> str:
 def changes_picture(out: Path, seed_dir: Path, per_image: dict, count: int = 4) -> None:
     """The held-out images whose IoU the best combination moved most up (left) and most down (right),
     with the masks of the paper's method and of the combination."""
-    base, best = np.array(per_image["GAN masks only (the paper's)"]), np.array(per_image[list(ROWS)[4]])
+    base, best = np.array(per_image[PAPER_ROW]), np.array(per_image[BEST_ROW])
     order = np.argsort(best - base)
     chosen = [*order[::-1][:count], *order[:count]]
     dataset = SegmentationDataset(*ensure_heldout_folder())
@@ -114,6 +116,18 @@ def changes_picture(out: Path, seed_dir: Path, per_image: dict, count: int = 4) 
     save_image(grid, out / "changes.png")
 
 
+def row_seconds(run: str, seconds: dict, seed_dir: Path) -> float | None:
+    """The wall time of the training runs a row's U-Net builds on (None when one was made earlier)."""
+    if run == "self/round_1":
+        round_score = json.loads((seed_dir / run / "score.json").read_text())
+        parts = [seconds.get("gan"), round_score.get("wall_time_s") if "self" in seconds else None]
+    elif run in ("self", "both", "both_crf"):
+        parts = [seconds.get("gan"), seconds.get(run)]
+    else:
+        parts = [seconds.get(run)]
+    return None if None in parts else sum(parts)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m demo.beyond", description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=2, help="seeds 2, 3, ... (default: 2)")
@@ -129,10 +143,10 @@ def main(argv: list[str] | None = None) -> dict:
         seed_dir = args.out / f"seed_{seed}"
         times[str(seed)] = {**times.get(str(seed), {}), **run_all(seed_dir, seed)}
         write_json(times_file, times)
-        for row, (run, refined) in ROWS.items():
+        for row, (run, refine_name) in ROWS.items():
             unet = seed_dir / run / "segmentation.pth"
-            table[row]["validation"].append(score(unet, folders["validation"], refined)[0])
-            iou, above, ious = score(unet, folders["heldout"], refined)
+            table[row]["validation"].append(score(unet, folders["validation"], refine_name)[0])
+            iou, above, ious = score(unet, folders["heldout"], refine_name)
             table[row]["heldout"].append(iou)
             table[row]["above_0.5"].append(above)
             if seed == 2:
@@ -145,16 +159,8 @@ def main(argv: list[str] | None = None) -> dict:
         "|---|---:|---:|---:|---:|",
     ]
     seconds = times.get("2", {})
-    row_time = {
-        list(ROWS)[0]: seconds.get("gan"),
-        list(ROWS)[1]: seconds.get("gan"),
-        list(ROWS)[2]: None,
-        list(ROWS)[3]: (seconds.get("gan") or 0) + (seconds.get("self") or 0) if "self" in seconds else None,
-        list(ROWS)[4]: (seconds.get("gan") or 0) + (seconds.get("both") or 0) if "both" in seconds else None,
-        list(ROWS)[5]: seconds.get("supervised"),
-    }
     for row, cells in table.items():
-        wall = row_time[row]
+        wall = row_seconds(ROWS[row][0], seconds, args.out / "seed_2")
         wall_text = f"{int(wall // 60)} min {round(wall % 60):02d} s" if wall else "—"
         lines.append(
             f"| {row} | {mean_std(cells['validation'])} | {mean_std(cells['heldout'])} | "

@@ -58,7 +58,8 @@ def test_each_round_labels_keeps_trains_and_a_rerun_skips_it(inputs, tmp_path, c
         assert labels["images"] == 24 == sum(labels[k] for k in ("kept", "unsure", "empty", "too large"))
         assert labels["kept"] > 0
     assert (out / "segmentation.pth").read_bytes() == (out / "round_2/segmentation.pth").read_bytes()
-    assert set(score) == {"val", "pseudo_labels"} and 0 <= score["val"]["thr"]["IoU"] <= 1
+    assert set(score) == {"val", "pseudo_labels", "wall_time_s"} and 0 <= score["val"]["thr"]["IoU"] <= 1
+    assert score["wall_time_s"] > 0
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*.pth")}
     capsys.readouterr()
     self_train.main(arguments(inputs, out, "--rounds", "2", "--min_margin", "0", "--mask_size_up", "1.01"))
