@@ -1,11 +1,15 @@
-"""Pictures of samples and predictions: mask overlays and image grids.
+"""Pictures of samples and predictions: mask overlays, image grids, and the walk along a latent
+direction as an animated GIF (`python -m visualization gif --demo --out walk.gif`).
 
 Tiles are drawn at `TILE` pixels a side, so that 32-px demo samples are as legible as 128-px
 BigBiGAN ones: enlarged by whole factors with nearest-neighbour sampling (pixels stay sharp),
 otherwise resized bilinearly. The first column of a grid names its rows.
 """
 
+import argparse
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -13,6 +17,17 @@ import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 from PIL import Image, ImageDraw, ImageFont
 from torchvision.utils import make_grid, save_image
+
+from BigGAN.gan_load import make_big_gan
+from demo.assets import DEMO_DIRECTION_PATH, DEMO_GENERATOR_CONFIG, DEMO_GENERATOR_PATH
+from train_config import parse_json_object
+from utils.checks import at_least, check_fields, positive
+from utils.cli import add_debug_flag, run_cli
+from utils.device import resolve_device
+from utils.errors import InputError
+from utils.flags import add_flags, device_flag, flag, from_namespace
+from utils.inputs import load_direction
+from utils.run_files import refuse_existing
 
 FOREGROUND_COLOR = (1.0, 0.15, 0.15)
 PREDICTION_COLOR = (0.1, 0.9, 0.2)
@@ -104,3 +119,97 @@ def samples_grid(
 def save_samples_grid(path: str | Path, *args, **kwargs) -> None:
     """`samples_grid(*args, **kwargs)` written as an image file."""
     save_image(samples_grid(*args, **kwargs), str(path))
+
+
+def walk_radii(radius: float, steps: int) -> list[float]:
+    """Shift radii from -radius to radius and back (a loop without a repeated frame)."""
+    forward = torch.linspace(-radius, radius, steps).tolist()
+    return forward + forward[-2:0:-1]
+
+
+@torch.no_grad()
+def direction_walk(G, direction: torch.Tensor, z: torch.Tensor, radii: Sequence[float]) -> list[Image.Image]:
+    """One frame per radius r: the images `G(z + r d)` side by side under a caption with r."""
+    frames = []
+    device = z.device
+    for radius in radii:
+        images = to_unit_range(G.gen_shifted(z, radius * direction.to(device)).float().cpu())
+        row = make_grid(as_tiles(images), nrow=len(images), padding=2, pad_value=1.0)
+        frame = Image.fromarray(row.mul(255).round().byte().permute(1, 2, 0).numpy())
+        canvas = Image.new("RGB", (frame.width, frame.height + LABEL_FONT_SIZE + 8), "white")
+        canvas.paste(frame, (0, LABEL_FONT_SIZE + 8))
+        ImageDraw.Draw(canvas).text((4, 4), f"r = {radius:+.1f}", fill="black", font=label_font())
+        frames.append(canvas)
+    return frames
+
+
+def save_gif(frames: Sequence[Image.Image], path: str | Path, frame_ms: int = 80) -> None:
+    """Frames as a looping animated GIF."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    frames[0].save(path, save_all=True, append_images=list(frames[1:]), duration=frame_ms, loop=0)
+
+
+@dataclass
+class GifOptions:
+    """The walk's flags (`python -m visualization gif`)."""
+
+    samples: int = flag(4, "latents side by side", check=at_least(1))
+    radius: float = flag(10.0, "the largest shift |r| along the direction", check=positive)
+    steps: int = flag(21, "radii from -r to r (then back)", check=at_least(2))
+    seed: int = flag(0, "seed of the latents")
+    frame_ms: int = flag(80, "milliseconds per frame", check=at_least(1))
+    device: str | None = device_flag()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m visualization", description="Pictures from the command line."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{gif}")
+    gif = commands.add_parser(
+        "gif",
+        help="the walk along a generator's background direction as an animated GIF",
+        description="The walk G(z + r d) along a generator's background direction d as an animated GIF, "
+        "e.g. python -m visualization gif --demo --out walk.gif",
+    )
+    gif.add_argument("--demo", action="store_true", help="the demo's generator and direction")
+    gif.add_argument("--gan_weights", type=Path, metavar="FILE", help="generator state dict")
+    gif.add_argument(
+        "--gan_config", type=parse_json_object, metavar="JSON", help="generator config (default: BigBiGAN)"
+    )
+    gif.add_argument("--bg_direction", type=Path, metavar="FILE", help="the latent direction (.pth)")
+    gif.add_argument("--out", type=Path, required=True, metavar="GIF")
+    gif.add_argument("--overwrite", action="store_true", help="replace --out when it exists")
+    add_flags(gif, GifOptions, defaults=True)
+    add_debug_flag(gif)
+    return parser
+
+
+def write_direction_gif(args: argparse.Namespace) -> Path:
+    """`python -m visualization gif`: load the generator and direction, walk, write the GIF."""
+    options = from_namespace(GifOptions, args)
+    check_fields(options)
+    if args.demo:
+        args.gan_weights = args.gan_weights or DEMO_GENERATOR_PATH
+        args.gan_config = args.gan_config or dict(DEMO_GENERATOR_CONFIG)
+        args.bg_direction = args.bg_direction or DEMO_DIRECTION_PATH
+    if not (args.gan_weights and args.bg_direction):
+        raise InputError("give --gan_weights and --bg_direction (or --demo)")
+    refuse_existing(args.out, args.overwrite)
+    device = resolve_device(options.device)
+    G = make_big_gan(args.gan_weights, device=device, config=args.gan_config).eval()
+    direction = load_direction(args.bg_direction, G.dim_shift)
+    z = torch.randn(options.samples, G.dim_z, generator=torch.Generator().manual_seed(options.seed))
+    frames = direction_walk(G, direction, z.to(device), walk_radii(options.radius, options.steps))
+    save_gif(frames, args.out, options.frame_ms)
+    print(f"wrote {args.out} ({len(frames)} frames)")
+    return args.out
+
+
+def main(argv: list[str] | None = None) -> Path:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    return write_direction_gif(args)
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
