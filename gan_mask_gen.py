@@ -198,6 +198,14 @@ class MaskGenerator(nn.Module):
             keep = keep & maxes_filter(img_shifted).to(keep.device)
         return by_area, keep
 
+    def filter_verdicts(self, img_shifted: torch.Tensor, mask: torch.Tensor) -> list[str]:
+        """Per sample, in words: kept, or which filter drops it."""
+        by_area, kept = self.filter_decisions(img_shifted, mask)
+        return [
+            "kept" if keep else ("rejected: mask too large" if not area else "rejected: one-mode histogram")
+            for area, keep in zip(by_area.tolist(), kept.tolist(), strict=True)
+        ]
+
     @torch.no_grad()
     def forward(self, max_retries: int = 100, z: torch.Tensor | None = None) -> ImagePair:
         """Exactly `batch_size` filtered pairs; `z` is used for the first batch of latents only.

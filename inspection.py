@@ -62,12 +62,7 @@ def filter_decisions(generator: MaskGenerator, count: int) -> tuple[Image.Image,
     """One generator call before filtering: rows image, mask, overlay; and each sample's fate."""
     z = generator.make_noise(count)
     images, shifted, masks = generator.gen_samples(z)
-    by_area, kept = generator.filter_decisions(shifted, masks)
-    fates = [
-        "kept" if keep else ("rejected: mask too large" if not area else "rejected: one-mode histogram")
-        for area, keep in zip(by_area.tolist(), kept.tolist(), strict=True)
-    ]
-    return picture(samples_grid(images, masks, count=count)), fates
+    return picture(samples_grid(images, masks, count=count)), generator.filter_verdicts(shifted, masks)
 
 
 def run_settings(run_dir: Path) -> dict:

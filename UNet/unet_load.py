@@ -13,9 +13,15 @@ from UNet.unet_model import UNet
 from utils.device import resolve_device
 from utils.weights import WeightsError, as_state_dict, load_state_dict_strictly, load_torch_file
 
+# The U-Nets the authors released, where `bash download_all.sh --unets` puts them.
+RELEASED_UNETS = {
+    "imagenet": Path("pretrained/u_net_imagenet.pth"),
+    "cub": Path("pretrained/u_net_cub2002011.pth"),
+    "flowers": Path("pretrained/u_net_flowers.pth"),
+}
 DOWNLOAD_HINT = (
     "run `bash download_all.sh --unets` to fetch the released U-Nets into pretrained/ "
-    "(u_net_imagenet.pth, u_net_cub2002011.pth, u_net_flowers.pth), or pass the path of a trained "
+    f"({', '.join(path.name for path in RELEASED_UNETS.values())}), or pass the path of a trained "
     "segmentation.pth"
 )
 FIRST_CONV = "inc.double_conv.0.weight"

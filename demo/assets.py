@@ -1,4 +1,5 @@
-"""Where the demo's generator and direction live, and the configuration that rebuilds the generator."""
+"""Where the demo's generator, direction and trained U-Net live, and the configuration that rebuilds the
+generator."""
 
 from pathlib import Path
 
@@ -6,6 +7,7 @@ ASSETS_DIR = Path(__file__).parent / "assets"
 DEMO_GENERATOR_PATH = ASSETS_DIR / "generator.pth"
 DEMO_GENERATOR_CONFIG_PATH = ASSETS_DIR / "generator_config.json"
 DEMO_DIRECTION_PATH = ASSETS_DIR / "bg_direction.pth"
+DEMO_UNET_PATH = ASSETS_DIR / "unet.pth"  # the README demo run's U-Net, for the web demo and torch.hub
 DEMO_PROVENANCE_PATH = ASSETS_DIR / "PROVENANCE.md"
 
 # Keyword arguments of BigGAN.model.BigGAN.Generator. The 32-px BigGAN layout at width 12 (G 12*4 = 48

@@ -13,11 +13,16 @@ import evaluate
 import segment
 from postprocessing import SegmentationInference
 from refinement import (
+    GRID_DIMENSIONS,
+    REFINE_CHOICES,
     BilateralGrid,
     BilateralRefiner,
     BilateralSolverConfig,
+    DenseCrfConfig,
+    bilateral_solve,
     bistochastic_normalisers,
     make_refiner,
+    refine_flag,
 )
 from UNet.unet_model import UNet
 from utils.errors import InputError
@@ -92,8 +97,75 @@ def test_at_a_realistic_size_a_coarse_map_snaps_to_the_object(name):
 
 def test_the_crf_without_its_package_names_the_requirements_file(monkeypatch):
     monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
-    with pytest.raises(InputError, match="--refine crf needs pydensecrf2.*requirements-crf.txt"):
+    with pytest.raises(InputError) as error:
         make_refiner("crf")
+    assert str(error.value) == (
+        "--refine crf needs pydensecrf2, which is not installed: "
+        "pip install -r requirements-crf.txt (it builds with a C++ compiler)"
+    )
+
+
+def test_the_refine_flag_offers_each_refiner_and_defaults_to_none():
+    field = refine_flag()
+    assert field.default == "none" and REFINE_CHOICES == ("none", "bilateral", "crf")
+    assert field.metadata["metavar"] == "{none,bilateral,crf}" and field.metadata["parse"] is str
+    assert field.metadata["help"] == (
+        "refine the probability map before its threshold: none (the paper's), bilateral (the fast "
+        "bilateral solver) or crf (a dense CRF, needs requirements-crf.txt); docs/beyond.md"
+    )
+    check = field.metadata["check"]
+    assert [check(name) for name in REFINE_CHOICES] == [None] * 3 and check("densecrf") is not None
+
+
+def test_the_blur_weighs_the_centre_twice_each_dimension_and_each_neighbour_once():
+    rgb = np.zeros((1, 2, 3))
+    rgb[0, 1] = 40  # two pixels, one luma cell apart: two neighbouring vertices
+    grid = BilateralGrid(rgb, BilateralSolverConfig(spatial_fraction=100.0))
+    assert grid.size == 2
+    assert grid.blur_matrix.toarray().tolist() == [[2 * GRID_DIMENSIONS, 1], [1, 2 * GRID_DIMENSIONS]]
+
+
+def test_the_refiner_solves_on_the_image_s_0_255_colours_with_the_margin_as_confidence():
+    image, truth = two_colour_image()
+    image[:, 0, 0] = -1.0  # a black pixel: colours from exactly 0
+    probability = torch.tensor(np.where(truth, 0.9, 0.2), dtype=torch.float32)
+    refined = BilateralRefiner()(image, probability)
+    rgb = ((image.permute(1, 2, 0).double() + 1) * 127.5).numpy()
+    target = probability.double().numpy()
+    expected = bilateral_solve(rgb, target, np.abs(2 * target - 1), BilateralSolverConfig()).clip(0, 1)
+    assert refined.dtype == torch.float32 and np.allclose(refined.numpy(), expected, atol=1e-6)
+
+
+def test_make_refiner_passes_its_parameters_on():
+    image, truth = two_colour_image()
+    probability = np.where(truth, 0.95, 0.05)
+    probability[:, 6:12] = 0.55
+    probability = torch.tensor(probability)
+    loose = make_refiner("bilateral", BilateralSolverConfig(lam=1e-3))(image, probability)
+    assert (loose - make_refiner("bilateral")(image, probability)).abs().max() > 0.01
+
+
+@pytest.mark.parametrize("smoothness_weight", [0.0, 3.0])
+def test_the_crf_is_the_documented_model(smoothness_weight):
+    """Unary -log p, the bilateral kernel (and the smoothness kernel when weighted) with widths as
+    fractions of the shorter side, mean field: written out here against pydensecrf itself."""
+    densecrf = pytest.importorskip("pydensecrf.densecrf", reason="the dense CRF needs requirements-crf.txt")
+    image, truth = two_colour_image()
+    image = image[:, :24]  # 24 x 32: the shorter side is the height
+    image[:, 0, 0] = -1.0
+    probability = torch.tensor(np.where(truth[:24], 0.8, 0.3), dtype=torch.float32)
+    probability[0, :4] = 0.0  # clipped to 1e-5 before the log
+    config = DenseCrfConfig(smoothness_weight=smoothness_weight, bilateral_fraction=0.05)
+    refined = make_refiner("crf", config)(image, probability)
+    rgb = np.ascontiguousarray(((image.permute(1, 2, 0) + 1) * 127.5).round().numpy().astype(np.uint8))
+    p = probability.numpy().clip(1e-5, 1 - 1e-5)
+    crf = densecrf.DenseCRF2D(32, 24, 2)
+    crf.setUnaryEnergy(np.ascontiguousarray(-np.log(np.stack([1 - p, p]).reshape(2, -1))))
+    if smoothness_weight:
+        crf.addPairwiseGaussian(sxy=max(1.0, 0.03 * 24), compat=smoothness_weight)
+    crf.addPairwiseBilateral(sxy=max(1.0, 0.05 * 24), srgb=32.0, rgbim=rgb, compat=80.0)
+    expected = np.array(crf.inference(5)).reshape(2, 24, 32)[1]
+    assert refined.dtype == torch.float32 and np.allclose(refined.numpy(), expected, atol=1e-6)
 
 
 def test_a_confident_map_is_left_as_it_is():
