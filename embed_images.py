@@ -33,6 +33,7 @@ from utils.cli import add_debug_flag, run_cli
 from utils.device import resolve_device
 from utils.errors import InputError
 from utils.flags import add_flags, device_flag, flag, from_namespace, threads_flag
+from utils.run_files import refuse_existing
 
 METHODS = ("invert", "tfhub")
 TFHUB_MODULE = "tfhub/bigbigan-resnet50"
@@ -57,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--images", type=Path, required=True, metavar="DIR", help="folder of .jpg/.png images"
     )
     parser.add_argument("--out", type=Path, required=True, metavar="FILE.npy", help="the matrix to write")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --out and its file list if they exist",
+    )
     parser.add_argument("--method", choices=METHODS, default="invert", help="(default: invert)")
     parser.add_argument(
         "--gan_weights",
@@ -85,9 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_out(out: Path) -> None:
+def check_out(out: Path, overwrite: bool) -> None:
     if out.suffix != ".npy" or out.is_dir():
         raise InputError(f"--out {out}: name a .npy file, e.g. {out.with_suffix('.npy')}")
+    for path in (out, file_list_path(out)):
+        refuse_existing(path, overwrite)
 
 
 def report(embeddings: Embeddings, out: Path) -> None:
@@ -110,7 +118,7 @@ def main(argv: list[str] | None = None) -> Embeddings:
     args = build_parser().parse_args(argv)
     options, config = from_namespace(RunOptions, args), from_namespace(InversionConfig, args)
     check_fields(options, config)
-    check_out(args.out)
+    check_out(args.out, args.overwrite)
     if options.threads is not None:
         torch.set_num_threads(options.threads)
     if args.method == "tfhub":

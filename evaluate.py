@@ -32,7 +32,7 @@ from utils.device import resolve_device
 from utils.errors import InputError, InputProblems
 from utils.flags import add_flags, device_flag, flag, from_namespace, optional_int, parse_bool, threads_flag
 from utils.progress import progress_bar
-from utils.run_files import write_json
+from utils.run_files import refuse_existing, write_json
 from visualization import samples_grid, square_tiles
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -202,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="dataset names (default: the folder above each images folder)",
     )
     parser.add_argument("--out", type=Path, metavar="JSON", help="also write the scores to this file")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace --out when it exists (default: refuse)"
+    )
     add_debug_flag(parser)
     add_flags(parser, EvaluateOptions, defaults=True)
     return parser
@@ -230,6 +233,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Scores]]:
     if options.threads is not None:
         torch.set_num_threads(options.threads)
     problems = InputProblems()
+    if args.out is not None:
+        problems.check(lambda: refuse_existing(args.out, args.overwrite))
     device = problems.check(lambda: resolve_device(options.device))
     models = {
         weights: problems.check(lambda weights=weights: load_unet(weights, "cpu")) for weights in args.weights

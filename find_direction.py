@@ -36,7 +36,7 @@ from utils.device import resolve_device
 from utils.errors import InputError
 from utils.flags import add_flags, device_flag, flag, from_namespace, threads_flag
 from utils.inputs import load_embeddings
-from utils.run_files import atomic_torch_save
+from utils.run_files import atomic_torch_save, refuse_existing
 
 
 @dataclass
@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--preview", type=Path, default=None, metavar="PNG", help="also save images, shifted images and masks"
     )
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --out and --preview if they exist",
+    )
+    parser.add_argument(
         "--z",
         type=Path,
         default=None,
@@ -110,6 +115,9 @@ def main(argv: list[str] | None = None) -> torch.Tensor:
     check_fields(config, options)
     if args.out.is_dir():
         raise InputError(f"--out {args.out} is a folder; name the file, e.g. {args.out / 'direction.pth'}")
+    refuse_existing(args.out, args.overwrite)
+    if args.preview is not None:
+        refuse_existing(args.preview, args.overwrite)
     if options.threads is not None:
         torch.set_num_threads(options.threads)
     G = make_big_gan(args.gan_weights, device=resolve_device(options.device), config=args.gan_config)

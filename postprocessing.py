@@ -16,6 +16,28 @@ MIN_COMPONENT_SHARE = 0.2
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 # The U-Net halves its input 4 times, so a shorter side below 2**4 px leaves nothing to pool.
 MIN_NATIVE_SIDE = 16
+# Work at an image's own size (the U-Net at --resize_to none, and refinement) takes memory in proportion
+# to its area: on the CPU about 0.5 GB a megapixel for a width-16 U-Net and 2.1 GB for the released
+# width 64 (docs/evaluation.md). Above this many megapixels the entry points refuse rather than swap or
+# be killed.
+MAX_MEGAPIXELS = 4.0
+
+
+def oversized(width: int, height: int, resize_to: int | None, refining: bool, max_megapixels: float) -> str:
+    """Why an image is too large for inference at its own size, or '' (resized inference is bounded by
+    `resize_to`; refinement always runs at the image's size)."""
+    megapixels = width * height / 1e6
+    if megapixels <= max_megapixels or (resize_to is not None and not refining):
+        return ""
+    work = "refinement" if resize_to is not None else "--resize_to none"
+    return (
+        f"{width}x{height} ({megapixels:.1f} MP) is above --max_megapixels {max_megapixels:g} for {work}, "
+        "which works at the image's own size (about 2 GB a megapixel for the released U-Nets): pass "
+        "--resize_to 1024 (the shorter side the U-Net sees) without refinement, downscale the image, or "
+        "raise --max_megapixels"
+    )
+
+
 Model = Callable[[torch.Tensor], torch.Tensor]
 # (image [3, H, W] in [-1, 1], probability [H, W]) -> refined probability [H, W] (refinement.py).
 Refiner = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

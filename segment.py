@@ -20,10 +20,10 @@ from PIL import Image
 from torchvision.utils import save_image
 
 from data import image_files, read_rgb, to_signed_tensor
-from postprocessing import MIN_NATIVE_SIDE, Model, Refiner, SegmentationInference
+from postprocessing import MAX_MEGAPIXELS, MIN_NATIVE_SIDE, Model, Refiner, SegmentationInference, oversized
 from refinement import make_refiner, refine_flag
 from UNet.unet_load import load_unet
-from utils.checks import at_least, check_fields, optional
+from utils.checks import at_least, check_fields, optional, positive
 from utils.cli import add_debug_flag, run_cli
 from utils.errors import InputError, InputProblems
 from utils.flags import add_flags, device_flag, flag, from_namespace, optional_int, threads_flag
@@ -58,11 +58,15 @@ class SegmentConfig:
         metavar="PX",
     )
     batch_size: int = flag(16, "images of equal size segmented together", check=at_least(1))
+    max_megapixels: float = flag(
+        MAX_MEGAPIXELS, "largest image for work at its own size (--resize_to none, --refine)", check=positive
+    )
     refine: str = refine_flag()
     device: str | None = device_flag()
     threads: int | None = threads_flag()
     overlay: bool = False
     probabilities: bool = False
+    overwrite: bool = False
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--probabilities",
         action="store_true",
         help="also write 8-bit probability maps to <out>/probabilities",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace files an earlier run wrote into --out",
     )
     add_debug_flag(parser)
     add_flags(parser, SegmentConfig, defaults=True)
@@ -115,7 +124,19 @@ def plan_outputs(config: SegmentConfig) -> dict[Path, Outputs]:
         relative = image.relative_to(config.images).with_suffix(".png")
         plan[image] = {kind: config.out / OUTPUT_FOLDERS[kind] / relative for kind in kinds}
     refuse_collisions(plan)
+    if not config.overwrite:
+        refuse_earlier_outputs(plan, config.out)
     return plan
+
+
+def refuse_earlier_outputs(plan: dict[Path, Outputs], out: Path) -> None:
+    """Nothing an earlier run wrote is replaced unasked."""
+    earlier = [path for outputs in plan.values() for path in outputs.values() if path.exists()]
+    if earlier:
+        raise InputError(
+            f"--out {out} already holds {len(earlier)} of the files this run would write (e.g. "
+            f"{earlier[0]}): pass --overwrite to replace them, or choose another --out"
+        )
 
 
 def refuse_collisions(plan: dict[Path, Outputs]) -> None:
@@ -159,6 +180,18 @@ def size_batches(files: list[Path], batch_size: int) -> tuple[list[list[Path]], 
         group[i : i + batch_size] for group in by_size.values() for i in range(0, len(group), batch_size)
     ]
     return batches, unreadable
+
+
+def refuse_oversized(files: list[Path], config: SegmentConfig) -> None:
+    """Refuse before anything is written when an image is too large for the memory its work takes."""
+    for path in files:
+        try:
+            width, height = image_size(path)
+        except Exception:  # unreadable: skipped with a warning later
+            continue
+        problem = oversized(width, height, config.resize_to, config.refine != "none", config.max_megapixels)
+        if problem:
+            raise InputError(f"{path}: {problem}")
 
 
 def read_images(files: list[Path]) -> tuple[dict[Path, torch.Tensor], dict[Path, str]]:
@@ -252,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     model = problems.check(lambda: load_unet(config.weights, config.device))
     plan = problems.check(lambda: plan_outputs(config))
     problems.raise_any()
+    refuse_oversized(list(plan), config)
     segmented, unreadable = segment_all(model, plan, config)
     if not segmented:
         raise InputError(

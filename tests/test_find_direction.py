@@ -214,7 +214,8 @@ def test_cli_refuses_a_learning_rate_that_cannot_work(tmp_path, capsys, demo_fla
 def test_cli_diverging_search_fails_and_keeps_the_old_file(tmp_path, capsys, demo_flags, lr):
     out = tmp_path / "d.pth"
     out.write_bytes(b"previous direction")
-    assert run_cli(find_direction.main, demo_flags + ["--out", str(out), "--lr", lr]) == 1
+    # --overwrite: the earlier file may be replaced, yet a search that diverges writes nothing
+    assert run_cli(find_direction.main, demo_flags + ["--out", str(out), "--lr", lr, "--overwrite"]) == 1
     [line] = error_lines(capsys)
     assert "at step 1 of 2" in line and f"--lr {float(lr)} is probably too high" in line
     assert out.read_bytes() == b"previous direction"

@@ -131,8 +131,12 @@ def test_python_snippets_of_the_docs_run_as_printed(tmp_path):
     weights = tmp_path / "BigGAN/weights"
     weights.mkdir(parents=True)
     torch.save(Generator(**make_biggan_config(128)).state_dict(), weights / "BigBiGAN_x1.pth")
+    torch.save(torch.randn(120), weights / "bg_direction.pth")
     (tmp_path / "results/imagenet").mkdir(parents=True)
     torch.save(UNet().state_dict(), tmp_path / "results/imagenet/segmentation.pth")
+    (tmp_path / "pretrained").mkdir()
+    torch.save(UNet().state_dict(), tmp_path / "pretrained/u_net_imagenet.pth")
+    shutil.copy(REPO / "hubconf.py", tmp_path)  # the torch.hub snippets load "." as a clone
     for snippet in snippets:
         result = subprocess.run(
             [sys.executable, "-c", snippet],

@@ -125,15 +125,24 @@ def test_the_blur_weighs_the_centre_twice_each_dimension_and_each_neighbour_once
     assert grid.blur_matrix.toarray().tolist() == [[2 * GRID_DIMENSIONS, 1], [1, 2 * GRID_DIMENSIONS]]
 
 
+def noisy_inputs(height: int = 24, width: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random image in [-1, 1] with exact -1 and 1 values, and a random map with exact 0 and 1."""
+    generator = torch.Generator().manual_seed(3)
+    image = (torch.rand(3, height, width, generator=generator) * 2 - 1).clamp(-0.97, 0.97)
+    image[:, :2, :2], image[:, -2:, -2:] = -1.0, 1.0
+    probability = torch.rand(height, width, generator=generator)
+    probability[0, :3], probability[-1, :3] = 0.0, 1.0
+    return image, probability
+
+
 def test_the_refiner_solves_on_the_image_s_0_255_colours_with_the_margin_as_confidence():
-    image, truth = two_colour_image()
-    image[:, 0, 0] = -1.0  # a black pixel: colours from exactly 0
-    probability = torch.tensor(np.where(truth, 0.9, 0.2), dtype=torch.float32)
+    image, probability = noisy_inputs()
     refined = BilateralRefiner()(image, probability)
     rgb = ((image.permute(1, 2, 0).double() + 1) * 127.5).numpy()
     target = probability.double().numpy()
     expected = bilateral_solve(rgb, target, np.abs(2 * target - 1), BilateralSolverConfig()).clip(0, 1)
     assert refined.dtype == torch.float32 and np.allclose(refined.numpy(), expected, atol=1e-6)
+    assert not np.allclose(expected, target, atol=0.05)  # the solve did something
 
 
 def test_make_refiner_passes_its_parameters_on():
@@ -150,22 +159,21 @@ def test_the_crf_is_the_documented_model(smoothness_weight):
     """Unary -log p, the bilateral kernel (and the smoothness kernel when weighted) with widths as
     fractions of the shorter side, mean field: written out here against pydensecrf itself."""
     densecrf = pytest.importorskip("pydensecrf.densecrf", reason="the dense CRF needs requirements-crf.txt")
-    image, truth = two_colour_image()
-    image = image[:, :24]  # 24 x 32: the shorter side is the height
-    image[:, 0, 0] = -1.0
-    probability = torch.tensor(np.where(truth[:24], 0.8, 0.3), dtype=torch.float32)
-    probability[0, :4] = 0.0  # clipped to 1e-5 before the log
-    config = DenseCrfConfig(smoothness_weight=smoothness_weight, bilateral_fraction=0.05)
+    image, probability = noisy_inputs()  # 24 x 32: the shorter side is the height
+    config = DenseCrfConfig(
+        smoothness_weight=smoothness_weight, smoothness_fraction=0.2, bilateral_fraction=0.06
+    )
     refined = make_refiner("crf", config)(image, probability)
     rgb = np.ascontiguousarray(((image.permute(1, 2, 0) + 1) * 127.5).round().numpy().astype(np.uint8))
     p = probability.numpy().clip(1e-5, 1 - 1e-5)
     crf = densecrf.DenseCRF2D(32, 24, 2)
     crf.setUnaryEnergy(np.ascontiguousarray(-np.log(np.stack([1 - p, p]).reshape(2, -1))))
     if smoothness_weight:
-        crf.addPairwiseGaussian(sxy=max(1.0, 0.03 * 24), compat=smoothness_weight)
-    crf.addPairwiseBilateral(sxy=max(1.0, 0.05 * 24), srgb=32.0, rgbim=rgb, compat=80.0)
+        crf.addPairwiseGaussian(sxy=0.2 * 24, compat=smoothness_weight)
+    crf.addPairwiseBilateral(sxy=0.06 * 24, srgb=32.0, rgbim=rgb, compat=80.0)
     expected = np.array(crf.inference(5)).reshape(2, 24, 32)[1]
     assert refined.dtype == torch.float32 and np.allclose(refined.numpy(), expected, atol=1e-6)
+    assert not np.allclose(expected, probability.numpy(), atol=0.05)
 
 
 def test_a_confident_map_is_left_as_it_is():

@@ -214,3 +214,24 @@ def test_two_images_of_one_stem_are_refused_naming_both(tmp_path, capsys, weight
     [line] = error_lines(capsys)
     assert f"{images / 'a/tall.jpg'} and {images / 'a/tall.png'} would both be written to" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_work_at_an_image_s_own_size_is_bounded_by_max_megapixels(tmp_path):
+    """--resize_to none and refinement work at the image's size (memory grows with its area): above the
+    limit the run is refused before anything is written, naming the file, its size and the flags."""
+    from demo.assets import DEMO_UNET_PATH
+    from postprocessing import oversized
+    from utils.errors import InputError
+
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.zeros((40, 50, 3), np.uint8)).save(tmp_path / "images" / "wide.png")
+    arguments = ["--weights", str(DEMO_UNET_PATH), "--images", str(tmp_path / "images")]
+    arguments += ["--out", str(tmp_path / "out"), "--max_megapixels", "0.001"]
+    for flags in (["--resize_to", "none"], ["--resize_to", "32", "--refine", "bilateral"]):
+        with pytest.raises(InputError, match=r"wide.png: 50x40 \(0.0 MP\) is above --max_megapixels 0.001"):
+            segment.main([*arguments, *flags])
+        assert not (tmp_path / "out").exists()
+    assert segment.main([*arguments, "--resize_to", "32"]) == 1  # resized, no refinement: bounded
+    assert oversized(2000, 2000, None, False, 4.0) == "" and oversized(2001, 2000, 128, False, 4.0) == ""
+    assert "for refinement" in oversized(2001, 2000, 128, True, 4.0)
+    assert "for --resize_to none" in oversized(2001, 2000, None, False, 4.0)

@@ -134,3 +134,61 @@ def test_a_refused_pickle_without_torchs_reason_shows_empty_parentheses(tmp_path
         "it holds pickled objects other than tensors, which weights-only loading refuses so that "
         "no code from the file runs ()"
     )
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_every_weights_loader_refuses_non_finite_tensors_naming_file_and_tensor(tmp_path, bad):
+    """U-Net (a state dict and a checkpoint), generator, direction and embeddings."""
+    from BigGAN.gan_load import Generator, make_big_gan, make_biggan_config
+    from UNet.unet_load import load_unet
+    from UNet.unet_model import UNet
+    from utils.errors import InputError
+    from utils.inputs import load_direction, load_embeddings
+
+    unet = UNet(base_width=4).state_dict()
+    unet["up2.conv.double_conv.0.weight"][0, 0, 0, 0] = bad
+    torch.save(unet, tmp_path / "unet.pth")
+    torch.save({"model": unet, "step": 3}, tmp_path / "checkpoint.pth")
+    for name in ("unet.pth", "checkpoint.pth"):
+        with pytest.raises(
+            WeightsError,
+            match=rf"{name} holds NaN or infinite values in 1 tensor\(s\): "
+            r"up2.conv.double_conv.0.weight; the file is damaged",
+        ):
+            load_unet(tmp_path / name, "cpu")
+    config = {**make_biggan_config(32), "G_ch": 4}
+    generator = Generator(**config).state_dict()
+    generator["linear.bias"][0] = bad
+    torch.save(generator, tmp_path / "G.pth")
+    with pytest.raises(
+        WeightsError, match=r"G.pth holds NaN or infinite values in 1 tensor\(s\): linear.bias"
+    ):
+        make_big_gan(tmp_path / "G.pth", config=config, device="cpu")
+    torch.save(torch.tensor([1.0, bad, 0.0]), tmp_path / "d.pth")
+    with pytest.raises(InputError, match="d.pth has non-finite"):
+        load_direction(tmp_path / "d.pth", 3)
+    torch.save(torch.tensor([[1.0, 2.0], [bad, 0.0]]), tmp_path / "z.pt")
+    with pytest.raises(InputError, match=r"z.pt: 1 of 2 rows have NaN or infinite values"):
+        load_embeddings(tmp_path / "z.pt", 2)
+
+
+def test_segment_py_with_nan_weights_writes_nothing_and_names_the_tensor(tmp_path):
+    """The reported case: NaN in one tensor of the U-Net, and segment.py wrote a mask for every image."""
+    import numpy as np
+    from PIL import Image
+
+    import segment
+    from UNet.unet_model import UNet
+    from utils.errors import UserError
+
+    state = UNet(base_width=4).state_dict()
+    state["outc.conv.weight"][0] = float("nan")
+    torch.save(state, tmp_path / "unet.pth")
+    (tmp_path / "images").mkdir()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "images" / "a.png")
+    arguments = ["--weights", str(tmp_path / "unet.pth"), "--images", str(tmp_path / "images")]
+    with pytest.raises(
+        UserError, match="unet.pth holds NaN or infinite values in 1 tensor.*outc.conv.weight"
+    ):
+        segment.main([*arguments, "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()

@@ -72,9 +72,21 @@ def load_torch_file(path: str | Path, hint: str, what: str = "weights file"):
 
 
 def as_state_dict(loaded, path: str | Path) -> dict[str, torch.Tensor]:
-    """`loaded` if it is a state dict (a dict of tensors), else a `WeightsError` naming `path`."""
+    """`loaded` if it is a state dict (a dict of tensors) of finite values, else a `WeightsError` naming
+    `path` (and the tensors holding NaN or infinity: weights of a diverged run give garbage silently)."""
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
         raise WeightsError(f"{path} does not hold a state dict (a dict of tensors)")
+    non_finite = [
+        key for key, value in loaded.items() if value.is_floating_point() and not value.isfinite().all()
+    ]
+    if non_finite:
+        shown = ", ".join(non_finite[:5]) + (
+            f" and {len(non_finite) - 5} more" if len(non_finite) > 5 else ""
+        )
+        raise WeightsError(
+            f"{path} holds NaN or infinite values in {len(non_finite)} tensor(s): {shown}; the file is "
+            "damaged or was saved by a run that diverged: use another"
+        )
     return loaded
 
 

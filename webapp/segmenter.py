@@ -10,6 +10,7 @@ from PIL import Image
 
 from data import read_rgb, to_signed_tensor
 from demo.assets import DEMO_UNET_PATH
+from postprocessing import MAX_MEGAPIXELS, oversized
 from refinement import make_refiner
 from segment import predict_masks, save_gray
 from UNet.unet_load import RELEASED_UNETS, load_unet
@@ -66,11 +67,14 @@ class ImageSegmenter:
         image_path = Path(image_path)
         try:
             rgb = read_rgb(image_path)
-        except (OSError, ValueError) as error:  # PIL: not an image, truncated, unsupported
+        except (OSError, ValueError, Image.DecompressionBombError) as error:  # not an image, truncated, huge
             raise InputError(
                 f"{image_path.name} is not an image that can be read ({error}): upload a PNG, JPEG, "
                 "BMP, TIFF or WebP file"
             ) from error
+        problem = oversized(*rgb.size, resize_to, refine != "none", MAX_MEGAPIXELS)
+        if problem:
+            raise InputError(f"{image_path.name}: {problem.replace('--max_megapixels', 'the limit')}")
         image = to_signed_tensor(rgb)
         model = self.model(unet_path)
         probabilities, masks = predict_masks(model, image[None], resize_to, thr, make_refiner(refine))
