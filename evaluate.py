@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 
 from data import SegmentationDataset
 from metrics import F_max, IoU, SODMetrics, accuracy, precision_recall_curves, probability_to_uint8
-from postprocessing import Refiner, SegmentationInference
+from postprocessing import Refiner, SegmentationInference, max_megapixels_flag, refuse_oversized
 from refinement import make_refiner, refine_flag
 from UNet.unet_load import load_unet
 from utils.checks import at_least, check_fields, optional
@@ -174,6 +174,7 @@ class EvaluateOptions:
     )
     skip_bad_files: bool = flag(False, "leave out pairs whose files cannot be decoded (with a warning)")
     refine: str = refine_flag()
+    max_megapixels: float = max_megapixels_flag()
     device: str | None = device_flag()
     threads: int | None = threads_flag()
 
@@ -243,6 +244,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Scores]]:
         lambda: validation_sets(args.images, args.masks, options.skip_bad_files, args.names)
     )
     problems.raise_any()
+    refining = options.refine != "none"
+    for val_set in sets:
+        images = [image for image, _ in val_set.dataset.pairs]
+        refuse_oversized(images, options.resize_to, refining, options.max_megapixels)
     results = {}
     refine = make_refiner(options.refine)
     for weights, model in models.items():

@@ -6,11 +6,16 @@ bilinear resizing) on purpose: reported numbers depend on them at the level of a
 
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from scipy import ndimage
+
+from utils.checks import positive
+from utils.errors import InputError
+from utils.flags import flag
 
 MIN_COMPONENT_SHARE = 0.2
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
@@ -21,6 +26,13 @@ MIN_NATIVE_SIDE = 16
 # width 64 (docs/evaluation.md). Above this many megapixels the entry points refuse rather than swap or
 # be killed.
 MAX_MEGAPIXELS = 4.0
+
+
+def max_megapixels_flag():
+    """`--max_megapixels`, the same in segment.py and evaluate.py."""
+    return flag(
+        MAX_MEGAPIXELS, "largest image for work at its own size (--resize_to none, --refine)", check=positive
+    )
 
 
 def oversized(width: int, height: int, resize_to: int | None, refining: bool, max_megapixels: float) -> str:
@@ -36,6 +48,19 @@ def oversized(width: int, height: int, resize_to: int | None, refining: bool, ma
         "--resize_to 1024 (the shorter side the U-Net sees) without refinement, downscale the image, or "
         "raise --max_megapixels"
     )
+
+
+def refuse_oversized(files: list[Path], resize_to: int | None, refining: bool, max_megapixels: float) -> None:
+    """Refuse, before any work, an image too large for the memory its work takes (headers only)."""
+    for path in files:
+        try:
+            with Image.open(path) as file:
+                width, height = file.size
+        except Exception:  # unreadable: the entry point names it on its own
+            continue
+        problem = oversized(width, height, resize_to, refining, max_megapixels)
+        if problem:
+            raise InputError(f"{path}: {problem}")
 
 
 Model = Callable[[torch.Tensor], torch.Tensor]

@@ -20,10 +20,17 @@ from PIL import Image
 from torchvision.utils import save_image
 
 from data import image_files, read_rgb, to_signed_tensor
-from postprocessing import MAX_MEGAPIXELS, MIN_NATIVE_SIDE, Model, Refiner, SegmentationInference, oversized
+from postprocessing import (
+    MIN_NATIVE_SIDE,
+    Model,
+    Refiner,
+    SegmentationInference,
+    max_megapixels_flag,
+    refuse_oversized,
+)
 from refinement import make_refiner, refine_flag
 from UNet.unet_load import load_unet
-from utils.checks import at_least, check_fields, optional, positive
+from utils.checks import at_least, check_fields, optional
 from utils.cli import add_debug_flag, run_cli
 from utils.errors import InputError, InputProblems
 from utils.flags import add_flags, device_flag, flag, from_namespace, optional_int, threads_flag
@@ -58,9 +65,7 @@ class SegmentConfig:
         metavar="PX",
     )
     batch_size: int = flag(16, "images of equal size segmented together", check=at_least(1))
-    max_megapixels: float = flag(
-        MAX_MEGAPIXELS, "largest image for work at its own size (--resize_to none, --refine)", check=positive
-    )
+    max_megapixels: float = max_megapixels_flag()
     refine: str = refine_flag()
     device: str | None = device_flag()
     threads: int | None = threads_flag()
@@ -182,18 +187,6 @@ def size_batches(files: list[Path], batch_size: int) -> tuple[list[list[Path]], 
     return batches, unreadable
 
 
-def refuse_oversized(files: list[Path], config: SegmentConfig) -> None:
-    """Refuse before anything is written when an image is too large for the memory its work takes."""
-    for path in files:
-        try:
-            width, height = image_size(path)
-        except Exception:  # unreadable: skipped with a warning later
-            continue
-        problem = oversized(width, height, config.resize_to, config.refine != "none", config.max_megapixels)
-        if problem:
-            raise InputError(f"{path}: {problem}")
-
-
 def read_images(files: list[Path]) -> tuple[dict[Path, torch.Tensor], dict[Path, str]]:
     """Images `[3, H, W]` in [-1, 1] by path, decoded completely; and why each that fails to decode fails."""
     images, unreadable = {}, {}
@@ -285,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     model = problems.check(lambda: load_unet(config.weights, config.device))
     plan = problems.check(lambda: plan_outputs(config))
     problems.raise_any()
-    refuse_oversized(list(plan), config)
+    refuse_oversized(list(plan), config.resize_to, config.refine != "none", config.max_megapixels)
     segmented, unreadable = segment_all(model, plan, config)
     if not segmented:
         raise InputError(

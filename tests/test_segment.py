@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+import evaluate
 import segment
 from data import read_rgb, to_signed_tensor
 from postprocessing import SegmentationInference, Threshold
@@ -232,6 +233,13 @@ def test_work_at_an_image_s_own_size_is_bounded_by_max_megapixels(tmp_path):
             segment.main([*arguments, *flags])
         assert not (tmp_path / "out").exists()
     assert segment.main([*arguments, "--resize_to", "32"]) == 1  # resized, no refinement: bounded
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(np.zeros((40, 50), np.uint8)).save(tmp_path / "masks" / "wide.png")
+    scoring = ["--weights", str(DEMO_UNET_PATH), "--images", str(tmp_path / "images")]
+    scoring += ["--masks", str(tmp_path / "masks"), "--max_megapixels", "0.001", "--sod", "false"]
+    with pytest.raises(InputError, match=r"wide.png: 50x40 \(0.0 MP\) is above --max_megapixels 0.001"):
+        evaluate.main([*scoring, "--resize_to", "none"])
+    assert evaluate.main([*scoring, "--resize_to", "32"])
     assert oversized(2000, 2000, None, False, 4.0) == "" and oversized(2001, 2000, 128, False, 4.0) == ""
     assert "for refinement" in oversized(2001, 2000, 128, True, 4.0)
     assert "for --resize_to none" in oversized(2001, 2000, None, False, 4.0)
