@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -437,6 +438,7 @@ def ddp_samples_per_second(processes: int, steps: int, batch_size: int) -> float
         text=True,
         env=environment,
         check=True,
+        cwd=Path(__file__).resolve().parents[1],  # `-m bench.ddp_worker` from any working directory
     )
     return json.loads(result.stdout.strip().splitlines()[-1])["samples_per_s"]
 
