@@ -135,6 +135,12 @@ def _read(path: Path, convert: Callable[[Image.Image], Image.Image]) -> Image.Im
         return convert(file)
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) from the file's header, without decoding the pixels."""
+    with Image.open(path) as file:
+        return file.size
+
+
 def read_rgb(path: str | Path) -> Image.Image:
     """An image file decoded completely (truncation raises here) and made 8-bit RGB by `to_rgb`."""
     return _read(Path(path), to_rgb)

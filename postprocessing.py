@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
+from data import image_size
 from utils.checks import positive
 from utils.errors import InputError
 from utils.flags import flag
@@ -54,8 +55,7 @@ def refuse_oversized(files: list[Path], resize_to: int | None, refining: bool, m
     """Refuse, before any work, an image too large for the memory its work takes (headers only)."""
     for path in files:
         try:
-            with Image.open(path) as file:
-                width, height = file.size
+            width, height = image_size(path)
         except Exception:  # unreadable: the entry point names it on its own
             continue
         problem = oversized(width, height, resize_to, refining, max_megapixels)

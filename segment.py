@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torchvision.utils import save_image
 
-from data import image_files, read_rgb, to_signed_tensor
+from data import image_files, image_size, read_rgb, to_signed_tensor
 from postprocessing import (
     MIN_NATIVE_SIDE,
     Model,
@@ -163,12 +163,6 @@ def _reason(error: Exception) -> str:
 
 def warn_unreadable(path: Path, reason: str) -> None:
     warnings.warn(f"skipped {path}: it cannot be read as an image ({reason})", stacklevel=2)
-
-
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file's header, without decoding the pixels."""
-    with Image.open(path) as file:
-        return file.size
 
 
 def size_batches(files: list[Path], batch_size: int) -> tuple[list[list[Path]], dict[Path, str]]:
